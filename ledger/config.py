@@ -1,0 +1,36 @@
+"""Settings for every process (service, jobs, CLI), read once from the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All configuration in one place; environment variables use the ``VLEDGER_`` prefix.
+
+    ``DATABASE_URL`` is also honoured without the prefix because that is what operators and CI set.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="VLEDGER_", extra="ignore")
+
+    # Owner connection: runs migrations. With no URL an embedded PostgreSQL is started under data_dir.
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    # Runtime connections switch to this role, which may only read and append to immutable tables.
+    app_role: str = "vledger_app"
+    data_dir: Path = Path("var")
+    pool_min_size: int = 2
+    pool_max_size: int = 20
+    log_origin_prefix: str = "vledger.local"
+    # Hot system accounts (issuance, sinks) spread their balance over this many rows to avoid lock queues.
+    hot_account_buckets: int = 8
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,171 @@
+"""Applying a transfer's postings to locked balances and lots, producing the rows to write.
+
+Shared by the single-transfer path and the batch path, so both enforce exactly the same rules.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ledger.domain.accounts import AccountFlags
+from ledger.domain.balances import BalanceState
+from ledger.domain.errors import ErrorCode, LedgerError
+from ledger.domain.lots import LotState, consume
+from ledger.domain.transfers import Phase
+from ledger.domain.units import Unit
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    account_id: uuid.UUID
+    unit: Unit
+    flags: AccountFlags
+    credit_limit: int
+    buckets: int
+
+    @property
+    def hot(self) -> bool:
+        return AccountFlags.HOT in self.flags
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """One posting to apply. ``pending_amount`` is the reservation a POST or VOID releases;
+    ``lot_first`` is the lot a debit drains first; ``lot_restore`` gives points back to named lots
+    instead of creating a new lot (void, partial post, reversal of a spend)."""
+
+    account_id: uuid.UUID
+    unit: Unit
+    amount: int
+    phase: Phase
+    pending_amount: int = 0
+    expires_at_us: int | None = None
+    lot_first: uuid.UUID | None = None
+    lot_restore: tuple[tuple[uuid.UUID, int], ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PostingRow:
+    seq: int
+    account_id: uuid.UUID
+    unit: Unit
+    phase: Phase
+    amount: int
+    balance_after: int | None  # None for hot accounts: their balance is a sum of buckets
+    account_version: int | None
+    expires_at_us: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewLot:
+    lot_id: uuid.UUID
+    account_id: uuid.UUID
+    seq: int
+    amount: int
+    earned_us: int
+    expires_at_us: int | None
+
+
+@dataclass(slots=True)
+class Effects:
+    """Everything one transfer (or a batch of them) writes besides the transfer row and the leaf."""
+
+    postings: list[PostingRow] = field(default_factory=list)
+    new_lots: list[NewLot] = field(default_factory=list)
+    movements: list[tuple[int, uuid.UUID, int]] = field(default_factory=list)  # (seq, lot_id, amount)
+    lot_deltas: dict[uuid.UUID, int] = field(default_factory=dict)
+    hot_deltas: dict[uuid.UUID, list[int]] = field(default_factory=dict)  # [posted, pending_in, pending_out]
+    touched: set[uuid.UUID] = field(default_factory=set)  # non-hot accounts whose balance row changed
+
+
+def check_accounts(planned: Sequence[Planned], accounts: dict[uuid.UUID, AccountInfo]) -> None:
+    """Existence, then unit, then closed: each check over all postings before the next one."""
+    for p in planned:
+        if p.account_id not in accounts:
+            raise LedgerError(ErrorCode.ACCOUNT_NOT_FOUND, account_id=str(p.account_id))
+    for p in planned:
+        if accounts[p.account_id].unit != p.unit:
+            raise LedgerError(ErrorCode.UNIT_MISMATCH, account_id=str(p.account_id))
+    for p in planned:
+        if AccountFlags.CLOSED in accounts[p.account_id].flags:
+            raise LedgerError(ErrorCode.ACCOUNT_CLOSED, account_id=str(p.account_id))
+
+
+def apply_postings(
+    planned: Sequence[Planned],
+    *,
+    earned_us: int,
+    accounts: dict[uuid.UUID, AccountInfo],
+    balances: dict[uuid.UUID, BalanceState],
+    lots: dict[uuid.UUID, list[LotState]],
+    effects: Effects,
+    new_id: Callable[[], uuid.UUID],
+) -> list[PostingRow]:
+    """Apply ``planned`` in order, mutating ``balances`` and ``lots`` and appending to ``effects``.
+
+    Raises LedgerError (INSUFFICIENT_FUNDS, BALANCE_OVERFLOW) before the caller writes anything;
+    the caller rolls back its in-memory state by discarding it.
+    """
+    check_accounts(planned, accounts)
+    rows: list[PostingRow] = []
+    for seq, p in enumerate(planned):
+        info = accounts[p.account_id]
+        if info.hot:
+            _apply_hot(p, effects)
+            row = PostingRow(seq, p.account_id, p.unit, p.phase, p.amount, None, None, p.expires_at_us)
+        else:
+            state = balances[p.account_id]
+            state.apply(p.phase, p.amount, p.pending_amount)
+            effects.touched.add(p.account_id)
+            row = PostingRow(seq, p.account_id, p.unit, p.phase, p.amount, state.posted, state.version,
+                             p.expires_at_us)
+            if AccountFlags.LOTS in info.flags:
+                _apply_lots(seq, p, earned_us, lots.setdefault(p.account_id, []), effects, new_id)
+        rows.append(row)
+    effects.postings.extend(rows)
+    return rows
+
+
+def _apply_hot(p: Planned, effects: Effects) -> None:
+    delta = effects.hot_deltas.setdefault(p.account_id, [0, 0, 0])
+    if p.phase == Phase.SINGLE:
+        delta[0] += p.amount
+    elif p.phase == Phase.PENDING:
+        delta[1 if p.amount > 0 else 2] += abs(p.amount)
+    else:
+        delta[1 if p.pending_amount > 0 else 2] -= abs(p.pending_amount)
+        if p.phase == Phase.POST:
+            delta[0] += p.amount
+
+
+def _apply_lots(
+    seq: int,
+    p: Planned,
+    earned_us: int,
+    open_lots: list[LotState],
+    effects: Effects,
+    new_id: Callable[[], uuid.UUID],
+) -> None:
+    if p.lot_restore is not None:
+        by_id = {lot.lot_id: lot for lot in open_lots}
+        for lot_id, amount in p.lot_restore:
+            _move(effects, seq, lot_id, amount)
+            if lot_id in by_id:
+                by_id[lot_id].remaining += amount
+        return
+    takes_points = p.amount < 0 and p.phase in (Phase.SINGLE, Phase.PENDING)
+    gives_points = p.amount > 0 and p.phase in (Phase.SINGLE, Phase.POST)
+    if takes_points:
+        for lot_id, taken in consume(open_lots, -p.amount, first=p.lot_first):
+            _move(effects, seq, lot_id, -taken)
+    elif gives_points:
+        lot = NewLot(new_id(), p.account_id, seq, p.amount, earned_us, p.expires_at_us)
+        effects.new_lots.append(lot)
+        open_lots.append(LotState(lot.lot_id, p.amount, p.expires_at_us, earned_us))
+
+
+def _move(effects: Effects, seq: int, lot_id: uuid.UUID, amount: int) -> None:
+    effects.movements.append((seq, lot_id, amount))
+    effects.lot_deltas[lot_id] = effects.lot_deltas.get(lot_id, 0) + amount

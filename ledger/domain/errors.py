@@ -1,0 +1,129 @@
+"""Domain error codes, in precedence order, and the one exception type that carries them.
+
+Exception tree::
+
+    LedgerError                 every business failure; ``code`` is a stable ErrorCode
+    (nothing else)              anything else raised by the ledger is a bug and surfaces as a 500
+
+When a request has several problems, the one reported is the first in the order below, so the
+same bad request always fails with the same code (a replayed idempotency key relies on that).
+The docs list these codes in the same order: docs/reference/errors.md.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Stable, documented failure codes. Never renumber or rename: clients match on them."""
+
+    # 1. The request itself (checked before any database access)
+    MALFORMED_REQUEST = "MALFORMED_REQUEST"
+    MALFORMED_ID = "MALFORMED_ID"
+    INVALID_IDEMPOTENCY_KEY = "INVALID_IDEMPOTENCY_KEY"
+    INVALID_KIND = "INVALID_KIND"
+    NON_CANONICAL_TEXT = "NON_CANONICAL_TEXT"
+    INVALID_UNIT = "INVALID_UNIT"
+    NO_POSTINGS = "NO_POSTINGS"
+    TOO_MANY_POSTINGS = "TOO_MANY_POSTINGS"
+    INVALID_AMOUNT = "INVALID_AMOUNT"
+    AMOUNT_OVERFLOW = "AMOUNT_OVERFLOW"
+    DUPLICATE_ACCOUNT = "DUPLICATE_ACCOUNT"
+    UNBALANCED_POSTINGS = "UNBALANCED_POSTINGS"
+    INVALID_TIMEOUT = "INVALID_TIMEOUT"
+    INVALID_EXPIRY = "INVALID_EXPIRY"
+    INVALID_ACCOUNT_FLAGS = "INVALID_ACCOUNT_FLAGS"
+    # 2. Idempotency (a replay with the same request returns the first outcome instead)
+    IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
+    # 3. What the request refers to
+    COMMUNITY_NOT_FOUND = "COMMUNITY_NOT_FOUND"
+    ACCOUNT_NOT_FOUND = "ACCOUNT_NOT_FOUND"
+    UNIT_MISMATCH = "UNIT_MISMATCH"
+    ACCOUNT_CLOSED = "ACCOUNT_CLOSED"
+    TRANSFER_NOT_FOUND = "TRANSFER_NOT_FOUND"
+    PENDING_NOT_FOUND = "PENDING_NOT_FOUND"
+    # 4. The state of what it refers to
+    PENDING_ALREADY_POSTED = "PENDING_ALREADY_POSTED"
+    PENDING_ALREADY_VOIDED = "PENDING_ALREADY_VOIDED"
+    PENDING_EXPIRED = "PENDING_EXPIRED"
+    POSTINGS_DO_NOT_MATCH_PENDING = "POSTINGS_DO_NOT_MATCH_PENDING"
+    POST_EXCEEDS_PENDING = "POST_EXCEEDS_PENDING"
+    CANNOT_REVERSE_PENDING = "CANNOT_REVERSE_PENDING"
+    ALREADY_REVERSED = "ALREADY_REVERSED"
+    TRANSFER_EXISTS = "TRANSFER_EXISTS"
+    # 5. Balances
+    BALANCE_OVERFLOW = "BALANCE_OVERFLOW"
+    INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
+
+    @property
+    def message_zh(self) -> str:
+        return MESSAGES_ZH[self]
+
+    @property
+    def precedence(self) -> int:
+        return _PRECEDENCE[self]
+
+
+MESSAGES_ZH: dict[ErrorCode, str] = {
+    ErrorCode.MALFORMED_REQUEST: "请求格式不正确",
+    ErrorCode.MALFORMED_ID: "编号格式不正确",
+    ErrorCode.INVALID_IDEMPOTENCY_KEY: "幂等键格式不正确（1–128 位字母、数字或 ._:- ）",
+    ErrorCode.INVALID_KIND: "业务类型格式不正确",
+    ErrorCode.NON_CANONICAL_TEXT: "文本含有无法规范编码的字符",
+    ErrorCode.INVALID_UNIT: "未知的计量单位",
+    ErrorCode.NO_POSTINGS: "转账至少需要一条分录",
+    ErrorCode.TOO_MANY_POSTINGS: "单笔转账的分录过多",
+    ErrorCode.INVALID_AMOUNT: "金额必须为非零整数",
+    ErrorCode.AMOUNT_OVERFLOW: "金额超出允许范围",
+    ErrorCode.DUPLICATE_ACCOUNT: "同一账户在一笔转账中只能出现一次",
+    ErrorCode.UNBALANCED_POSTINGS: "各计量单位的分录合计必须为零",
+    ErrorCode.INVALID_TIMEOUT: "预留期限不正确",
+    ErrorCode.INVALID_EXPIRY: "积分有效期不正确",
+    ErrorCode.INVALID_ACCOUNT_FLAGS: "账户属性组合不正确",
+    ErrorCode.IDEMPOTENCY_CONFLICT: "该幂等键已用于另一笔不同的请求",
+    ErrorCode.COMMUNITY_NOT_FOUND: "社区不存在",
+    ErrorCode.ACCOUNT_NOT_FOUND: "账户不存在",
+    ErrorCode.UNIT_MISMATCH: "分录的计量单位与账户不一致",
+    ErrorCode.ACCOUNT_CLOSED: "账户已关闭",
+    ErrorCode.TRANSFER_NOT_FOUND: "转账不存在",
+    ErrorCode.PENDING_NOT_FOUND: "预留转账不存在",
+    ErrorCode.PENDING_ALREADY_POSTED: "预留转账已入账",
+    ErrorCode.PENDING_ALREADY_VOIDED: "预留转账已撤销",
+    ErrorCode.PENDING_EXPIRED: "预留转账已过期",
+    ErrorCode.POSTINGS_DO_NOT_MATCH_PENDING: "入账分录与预留转账不一致",
+    ErrorCode.POST_EXCEEDS_PENDING: "入账金额超过预留金额",
+    ErrorCode.CANNOT_REVERSE_PENDING: "预留转账不能冲正，请撤销预留",
+    ErrorCode.ALREADY_REVERSED: "该转账已冲正过",
+    ErrorCode.TRANSFER_EXISTS: "该转账编号已被使用",
+    ErrorCode.BALANCE_OVERFLOW: "余额超出允许范围",
+    ErrorCode.INSUFFICIENT_FUNDS: "余额不足",
+}
+
+_PRECEDENCE: dict[ErrorCode, int] = {code: i for i, code in enumerate(ErrorCode)}
+
+
+class LedgerError(Exception):
+    """A business failure with a stable code.
+
+    ``detail`` holds only identifiers and numbers (field names, account ids, amounts), never
+    personal data, because it is logged and returned to clients.
+    """
+
+    def __init__(self, code: ErrorCode, *, field: str | None = None, **detail: str | int | None) -> None:
+        self.code = code
+        self.field = field
+        self.detail: dict[str, str | int | None] = dict(detail)
+        if field is not None:
+            self.detail["field"] = field
+        super().__init__(f"{code}: {code.message_zh}")
+
+    def to_dict(self) -> dict[str, object]:
+        return {"code": str(self.code), "message": self.code.message_zh, "detail": dict(self.detail)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> LedgerError:
+        raw_detail = data.get("detail")
+        detail = raw_detail if isinstance(raw_detail, dict) else {}
+        field = detail.pop("field", None)
+        return cls(ErrorCode(str(data["code"])), field=field if isinstance(field, str) else None, **detail)

@@ -1,0 +1,113 @@
+"""Regions, communities and accounts: the tenancy every transfer lives in."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from psycopg import errors as pg_errors
+from psycopg_pool import ConnectionPool
+
+from ledger.audit.leaf import origin_for
+from ledger.domain.accounts import (
+    SYSTEM_ACCOUNTS,
+    AccountFlags,
+    AccountSpec,
+    OwnerKind,
+    SystemAccount,
+)
+from ledger.domain.errors import ErrorCode, LedgerError
+from ledger.domain.ids import uuid7
+from ledger.domain.transfers import check_text
+from ledger.domain.units import Unit
+from ledger.store.db import Conn
+
+
+@dataclass(frozen=True, slots=True)
+class CommunityInfo:
+    community_id: int
+    region_id: int
+    code: str
+    origin: str
+    system_accounts: dict[tuple[SystemAccount, Unit], uuid.UUID]
+
+
+_INSERT_ACCOUNT = """
+INSERT INTO account (community_id, account_id, owner_kind, owner_id, code, unit, flags, credit_limit, buckets)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+"""
+_INSERT_BALANCE = """
+INSERT INTO balance (community_id, account_id, bucket, floor)
+SELECT %s, %s, b, %s FROM generate_series(0, %s - 1) AS b
+"""
+
+
+class Communities:
+    def __init__(self, pool: ConnectionPool[Conn], *, origin_prefix: str, hot_buckets: int = 8) -> None:
+        self._pool = pool
+        self._origin_prefix = origin_prefix
+        self._hot_buckets = hot_buckets
+
+    def create_region(self, code: str, name: str, *, cross_community: bool = False) -> int:
+        check_text(code, "code")
+        check_text(name, "name")
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "INSERT INTO region (code, name, cross_community) VALUES (%s, %s, %s) RETURNING region_id",
+                (code, name, cross_community),
+            ).fetchone()
+            assert row is not None
+            return int(row[0])
+
+    def create_community(self, region_id: int, code: str, name: str) -> CommunityInfo:
+        """Create a community with its log and one set of system accounts per unit."""
+        check_text(code, "code")
+        check_text(name, "name")
+        with self._pool.connection() as conn:
+            row = conn.execute("SELECT nextval(pg_get_serial_sequence('community', 'community_id'))").fetchone()
+            assert row is not None
+            community_id = int(row[0])
+            origin = origin_for(self._origin_prefix, community_id)
+            try:
+                conn.execute(
+                    "INSERT INTO community (community_id, region_id, code, name, origin) VALUES (%s, %s, %s, %s, %s)",
+                    (community_id, region_id, code, name, origin),
+                )
+            except pg_errors.ForeignKeyViolation:
+                raise LedgerError(ErrorCode.MALFORMED_REQUEST, field="region_id") from None
+            conn.execute("INSERT INTO log_head (community_id) VALUES (%s)", (community_id,))
+            system: dict[tuple[SystemAccount, Unit], uuid.UUID] = {}
+            for unit, accounts in SYSTEM_ACCOUNTS.items():
+                for code_, flags in accounts:
+                    spec = AccountSpec(OwnerKind.COMMUNITY, unit, flags, code=str(code_))
+                    system[(code_, unit)] = self._open(conn, community_id, spec)
+            return CommunityInfo(community_id, region_id, code, origin, system)
+
+    def open_account(self, community_id: int, spec: AccountSpec) -> uuid.UUID:
+        spec.validate()
+        with self._pool.connection() as conn:
+            try:
+                return self._open(conn, community_id, spec)
+            except pg_errors.ForeignKeyViolation:
+                raise LedgerError(ErrorCode.COMMUNITY_NOT_FOUND, community_id=community_id) from None
+
+    def _open(self, conn: Conn, community_id: int, spec: AccountSpec) -> uuid.UUID:
+        spec.validate()
+        account_id = uuid7()
+        buckets = self._hot_buckets if AccountFlags.HOT in spec.flags else 1
+        floor = -spec.credit_limit if AccountFlags.NON_NEGATIVE in spec.flags else None
+        conn.execute(
+            _INSERT_ACCOUNT,
+            (community_id, account_id, str(spec.owner_kind), spec.owner_id, spec.code, str(spec.unit),
+             int(spec.flags), spec.credit_limit, buckets),
+        )
+        conn.execute(_INSERT_BALANCE, (community_id, account_id, floor, buckets))
+        return account_id
+
+    def system_accounts(self, community_id: int) -> dict[tuple[SystemAccount, Unit], uuid.UUID]:
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT code, unit, account_id FROM account WHERE community_id = %s AND owner_id IS NULL",
+                (community_id,),
+            ).fetchall()
+        return {(SystemAccount(code), Unit(unit)): account_id for code, unit, account_id in rows}

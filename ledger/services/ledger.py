@@ -1,0 +1,264 @@
+"""The ledger's write use cases: transfer, two-phase resolve, reversal; each one database transaction.
+
+Every write follows one shape (after Formance's log process):
+
+1. claim the idempotency key (insert; a concurrent twin waits on the unique index), then SAVEPOINT;
+2. read and lock what the write touches, in the global lock order (ledger_repo);
+3. apply the postings in memory with the pure domain engine, which raises business errors;
+4. write transfer, postings, balances, lots and the log leaf, and commit, in one pipelined round trip.
+
+A business failure rolls back to the savepoint and stores the error under the key, so a replay fails
+the same way. A replay of a success returns the original result.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from ledger.audit.leaf import leaf_template, transfer_leaf_body
+from ledger.domain.engine import Effects, Planned, apply_postings
+from ledger.domain.errors import ErrorCode, LedgerError
+from ledger.domain.ids import uuid7
+from ledger.domain.transfers import (
+    Phase,
+    ResolveRequest,
+    ReverseRequest,
+    TransferRequest,
+    validate_resolve,
+    validate_reverse,
+    validate_transfer,
+)
+from ledger.services import plans, reads
+from ledger.services.results import BalanceView, Receipt, TransferResult
+from ledger.store import ledger_repo as sql
+from ledger.store.db import Conn
+
+
+def wall_clock_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass(slots=True)
+class Write:
+    """A transfer about to be written: its header and the postings to apply."""
+
+    transfer_id: uuid.UUID
+    kind: str
+    phase: Phase
+    planned: list[Planned]
+    idempotency_key: str
+    effective_us: int | None = None
+    actor_id: uuid.UUID | None = None
+    reverses_id: uuid.UUID | None = None
+    pending_id: uuid.UUID | None = None
+    timeout_us: int | None = None
+    metadata: dict[str, object] = field(default_factory=dict)
+
+
+class Ledger:
+    """Use cases over a pool of runtime-role connections. Thread-safe; share one per process."""
+
+    def __init__(
+        self,
+        pool: ConnectionPool[Conn],
+        *,
+        clock: Callable[[], int] = wall_clock_us,
+    ) -> None:
+        self._pool = pool
+        self._clock = clock
+
+    # ----------------------------------------------------------------------------------- writes
+
+    def transfer(self, req: TransferRequest) -> TransferResult:
+        validate_transfer(req)
+        transfer_id = req.transfer_id or uuid7()
+        write = Write(
+            transfer_id=transfer_id,
+            kind=req.kind,
+            phase=req.phase,
+            planned=[
+                Planned(p.account_id, p.unit, p.amount, req.phase, expires_at_us=p.expires_at_us)
+                for p in req.postings
+            ],
+            idempotency_key=req.idempotency_key,
+            effective_us=req.effective_us,
+            actor_id=req.actor_id,
+            timeout_us=req.timeout_us,
+            metadata=req.metadata,
+        )
+        return self._submit(req.community_id, req.idempotency_key, req.request_hash(), transfer_id,
+                            lambda _conn: write)
+
+    def reverse(self, req: ReverseRequest) -> TransferResult:
+        validate_reverse(req)
+        transfer_id = uuid7()
+
+        def load(conn: Conn) -> Write:
+            original = reads.load_transfer_for_update(conn, req.community_id, req.transfer_id)
+            planned = plans.reversal(original)
+            return Write(transfer_id, "reversal", Phase.SINGLE, planned, req.idempotency_key,
+                         actor_id=req.actor_id, reverses_id=req.transfer_id,
+                         metadata={"reason": req.reason} if req.reason else {})
+
+        return self._submit(req.community_id, req.idempotency_key, req.request_hash(), transfer_id, load)
+
+    def resolve(self, req: ResolveRequest, *, kind: str | None = None) -> TransferResult:
+        """Post (wholly or in part) or void a pending transfer."""
+        validate_resolve(req)
+        transfer_id = uuid7()
+
+        def load(conn: Conn) -> Write:
+            pending = reads.load_transfer_for_update(conn, req.community_id, req.pending_id)
+            planned = plans.resolution(pending, req, now_us=self._clock())
+            return Write(transfer_id, kind or pending.kind, req.phase, planned, req.idempotency_key,
+                         actor_id=req.actor_id, pending_id=req.pending_id)
+
+        return self._submit(req.community_id, req.idempotency_key, req.request_hash(), transfer_id, load)
+
+    def expire_pending(self, community_id: int, *, limit: int = 1000) -> int:
+        """Void pending transfers whose timeout has passed; returns how many were voided."""
+        now_us = self._clock()
+        with self._pool.connection() as conn:
+            ids = reads.expired_pending_ids(conn, community_id, now_us, limit)
+        for pending_id in ids:
+            req = ResolveRequest(community_id, pending_id, Phase.VOID, f"expire:{pending_id}")
+            self.resolve(req)
+        return len(ids)
+
+    # ------------------------------------------------------------------------------------ reads
+
+    def get_transfer(self, community_id: int, transfer_id: uuid.UUID) -> TransferResult:
+        with self._pool.connection() as conn:
+            return reads.transfer_result(conn, community_id, transfer_id)
+
+    def balances(self, community_id: int, account_ids: list[uuid.UUID]) -> dict[uuid.UUID, BalanceView]:
+        with self._pool.connection() as conn:
+            return reads.balances(conn, community_id, account_ids)
+
+    def balance(self, community_id: int, account_id: uuid.UUID) -> BalanceView:
+        found = self.balances(community_id, [account_id])
+        if account_id not in found:
+            raise LedgerError(ErrorCode.ACCOUNT_NOT_FOUND, account_id=str(account_id))
+        return found[account_id]
+
+    # ------------------------------------------------------------------------------- machinery
+
+    def _submit(
+        self,
+        community_id: int,
+        key: str,
+        request_hash: bytes,
+        transfer_id: uuid.UUID,
+        load: Callable[[Conn], Write],
+    ) -> TransferResult:
+        with self._pool.connection() as conn:
+            try:
+                claimed, origin = self._claim(conn, community_id, key, request_hash, transfer_id)
+            except pg_errors.ForeignKeyViolation:
+                conn.rollback()
+                raise LedgerError(ErrorCode.COMMUNITY_NOT_FOUND, community_id=community_id) from None
+            if not claimed:
+                conn.rollback()
+                return reads.replay(conn, community_id, key, request_hash)
+            try:
+                write = load(conn)
+                return self._write(conn, community_id, origin, write)
+            except LedgerError as err:
+                self._record_failure(conn, community_id, key, err)
+                raise
+            except psycopg.errors.IntegrityError as exc:
+                # A concurrent writer won a race our reads could not see; the constraint says which.
+                err = _integrity_error(exc)
+                self._record_failure(conn, community_id, key, err)
+                raise err from None
+
+    def _claim(
+        self, conn: Conn, community_id: int, key: str, request_hash: bytes, transfer_id: uuid.UUID
+    ) -> tuple[bool, str]:
+        with conn.pipeline():
+            claim = conn.execute(sql.CLAIM_KEY, (community_id, key, request_hash, transfer_id))
+            conn.execute("SAVEPOINT write")
+            origin_cur = conn.execute(sql.COMMUNITY_ORIGIN, (community_id,))
+        row = origin_cur.fetchone()
+        if row is None:
+            raise LedgerError(ErrorCode.COMMUNITY_NOT_FOUND, community_id=community_id)
+        return claim.fetchone() is not None, str(row[0])
+
+    def _write(self, conn: Conn, community_id: int, origin: str, write: Write) -> TransferResult:
+        account_ids = sorted({p.account_id for p in write.planned})
+        with conn.pipeline():
+            acc_cur = conn.execute(sql.ACCOUNTS, (community_id, account_ids))
+            bal_cur = conn.execute(sql.LOCK_BALANCES, (community_id, account_ids))
+            lot_cur = conn.execute(sql.OPEN_LOTS, (community_id, [p.account_id for p in write.planned
+                                                                   if p.amount < 0 and not p.lot_restore]))
+        accounts = sql.account_infos(acc_cur.fetchall())
+        balances = sql.balance_states(bal_cur.fetchall(), accounts)
+        lots = sql.lot_states(lot_cur.fetchall())
+
+        recorded_us = self._clock()
+        effective_us = write.effective_us if write.effective_us is not None else recorded_us
+        effects = Effects()
+        rows = apply_postings(write.planned, earned_us=effective_us, accounts=accounts, balances=balances,
+                              lots=lots, effects=effects, new_id=uuid7)
+        timeout_at_us = recorded_us + write.timeout_us if write.timeout_us else None
+        body = transfer_leaf_body(
+            origin=origin, transfer_id=str(write.transfer_id), kind=write.kind, phase=str(write.phase),
+            effective_us=effective_us, recorded_us=recorded_us,
+            actor=str(write.actor_id) if write.actor_id else None, idempotency_key=write.idempotency_key,
+            postings=[(str(r.account_id), str(r.unit), r.amount) for r in rows],
+            reverses=str(write.reverses_id) if write.reverses_id else None,
+            pending_id=str(write.pending_id) if write.pending_id else None, timeout_us=timeout_at_us,
+        )
+        template = leaf_template(body)
+        with conn.pipeline():
+            cur = conn.cursor()
+            sql.insert_transfer(
+                cur, community_id=community_id, transfer_id=write.transfer_id, kind=write.kind,
+                phase=str(write.phase), effective_us=effective_us, recorded_us=recorded_us,
+                actor_id=write.actor_id, idempotency_key=write.idempotency_key, reverses_id=write.reverses_id,
+                pending_id=write.pending_id, timeout_us=timeout_at_us, metadata=write.metadata,
+            )
+            sql.write_effects(cur, community_id=community_id, transfer_id=write.transfer_id,
+                              earned_us=effective_us, rows=rows, effects=effects, balances=balances,
+                              hot_bucket=write.transfer_id.int, accounts=accounts)
+            leaf_cur = conn.execute(sql.APPEND_LEAF, {
+                "c": community_id, "prefix": template.prefix, "middle": template.middle,
+                "suffix": template.suffix, "t": write.transfer_id,
+            })
+            conn.commit()
+        index, leaf_hash = leaf_cur.fetchone() or (None, None)
+        assert index is not None and leaf_hash is not None
+        return reads.result_from_rows(
+            community_id, write.transfer_id, write.kind, str(write.phase), effective_us, recorded_us, rows,
+            Receipt(community_id, int(index), bytes(leaf_hash)), write.reverses_id, write.pending_id,
+        )
+
+    def _record_failure(self, conn: Conn, community_id: int, key: str, err: LedgerError) -> None:
+        """Keep the key's claim but store the failure, so that a replay fails the same way."""
+        conn.execute("ROLLBACK TO SAVEPOINT write")
+        conn.execute(sql.RECORD_FAILURE, (Jsonb(err.to_dict()), community_id, key))
+        conn.commit()
+
+
+_CONSTRAINT_CODES = {
+    "transfer_reversed_once": ErrorCode.ALREADY_REVERSED,
+    "transfer_resolved_once": ErrorCode.PENDING_ALREADY_POSTED,
+    "transfer_pkey": ErrorCode.TRANSFER_EXISTS,
+    "balance_not_below_floor": ErrorCode.INSUFFICIENT_FUNDS,
+}
+
+
+def _integrity_error(exc: psycopg.errors.IntegrityError) -> LedgerError:
+    """Map a database backstop to its code; anything unexpected stays a bug and propagates."""
+    code = _CONSTRAINT_CODES.get(exc.diag.constraint_name or "")
+    if code is None:
+        raise exc
+    return LedgerError(code)
