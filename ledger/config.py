@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,9 +18,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VLEDGER_", extra="ignore")
 
     # Owner connection: runs migrations. With no URL an embedded PostgreSQL is started under data_dir.
-    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
-    # Runtime connections switch to this role, which may only read and append to immutable tables.
-    app_role: str = "vledger_app"
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "VLEDGER_DATABASE_URL")
+    )
+    # Database created on the embedded server (a DATABASE_URL names its own database).
+    embedded_database: str = "vledger"
     data_dir: Path = Path("var")
     pool_min_size: int = 2
     pool_max_size: int = 20

@@ -15,7 +15,7 @@ from psycopg_pool import ConnectionPool
 
 from ledger.domain.accounts import AccountSpec, OwnerKind, member_account_flags
 from ledger.domain.units import Unit
-from ledger.services.communities import CommunityInfo, Communities
+from ledger.services.communities import Communities, CommunityInfo
 from ledger.services.ledger import Ledger
 from ledger.store import migrate
 from ledger.store.db import Conn, open_pool
@@ -49,13 +49,13 @@ def admin_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def db_url(admin_url: str, worker_id: str) -> Iterator[str]:
+def db_url(admin_url: str, worker_id: str) -> str:
     """A database for this worker, made by running every migration (never create_all)."""
     name = f"vledger_test_{worker_id}"
     drop_database(admin_url, name)
     url = ensure_database(admin_url, name)
     migrate.upgrade(url)
-    yield url
+    return url
 
 
 @pytest.fixture(scope="session")
@@ -97,8 +97,13 @@ def open_member(communities: Communities, community: CommunityInfo):  # type: ig
     """Open a person's account in ``unit`` (flags by unit, as the services will)."""
 
     def _open(unit: Unit = Unit.POINTS, *, credit_limit: int = 0) -> uuid.UUID:
-        spec = AccountSpec(OwnerKind.PERSON, unit, member_account_flags(unit), owner_id=uuid.uuid4(),
-                           credit_limit=credit_limit)
+        spec = AccountSpec(
+            OwnerKind.PERSON,
+            unit,
+            member_account_flags(unit),
+            owner_id=uuid.uuid4(),
+            credit_limit=credit_limit,
+        )
         return communities.open_account(community.community_id, spec)
 
     return _open

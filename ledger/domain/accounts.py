@@ -82,7 +82,11 @@ class AccountSpec:
             (AccountFlags.HOT in flags and (AccountFlags.NON_NEGATIVE in flags or AccountFlags.LOTS in flags))
             or (
                 AccountFlags.LOTS in flags
-                and (AccountFlags.NON_NEGATIVE not in flags or self.credit_limit != 0 or self.unit != Unit.POINTS)
+                and (
+                    AccountFlags.NON_NEGATIVE not in flags
+                    or self.credit_limit != 0
+                    or self.unit != Unit.POINTS
+                )
             )
             or self.credit_limit < 0
             or (self.credit_limit > 0 and AccountFlags.NON_NEGATIVE not in flags)

@@ -119,8 +119,9 @@ def apply_postings(
             state = balances[p.account_id]
             state.apply(p.phase, p.amount, p.pending_amount)
             effects.touched.add(p.account_id)
-            row = PostingRow(seq, p.account_id, p.unit, p.phase, p.amount, state.posted, state.version,
-                             p.expires_at_us)
+            row = PostingRow(
+                seq, p.account_id, p.unit, p.phase, p.amount, state.posted, state.version, p.expires_at_us
+            )
             if AccountFlags.LOTS in info.flags:
                 _apply_lots(seq, p, earned_us, lots.setdefault(p.account_id, []), effects, new_id)
         rows.append(row)

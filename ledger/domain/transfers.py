@@ -216,7 +216,10 @@ def _check_times(req: TransferRequest) -> None:
         raise LedgerError(ErrorCode.INVALID_TIMEOUT, field="timeout_us")
     for i, p in enumerate(req.postings):
         if p.expires_at_us is not None and (
-            p.amount < 0 or p.unit != Unit.POINTS or not isinstance(p.expires_at_us, int) or p.expires_at_us < 0
+            p.amount < 0
+            or p.unit != Unit.POINTS
+            or not isinstance(p.expires_at_us, int)
+            or p.expires_at_us < 0
         ):
             raise LedgerError(ErrorCode.INVALID_EXPIRY, field=f"postings[{i}].expires_at_us")
 

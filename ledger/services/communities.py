@@ -64,13 +64,16 @@ class Communities:
         check_text(code, "code")
         check_text(name, "name")
         with self._pool.connection() as conn:
-            row = conn.execute("SELECT nextval(pg_get_serial_sequence('community', 'community_id'))").fetchone()
+            row = conn.execute(
+                "SELECT nextval(pg_get_serial_sequence('community', 'community_id'))"
+            ).fetchone()
             assert row is not None
             community_id = int(row[0])
             origin = origin_for(self._origin_prefix, community_id)
             try:
                 conn.execute(
-                    "INSERT INTO community (community_id, region_id, code, name, origin) VALUES (%s, %s, %s, %s, %s)",
+                    "INSERT INTO community (community_id, region_id, code, name, origin)"
+                    " VALUES (%s, %s, %s, %s, %s)",
                     (community_id, region_id, code, name, origin),
                 )
             except pg_errors.ForeignKeyViolation:
@@ -98,8 +101,17 @@ class Communities:
         floor = -spec.credit_limit if AccountFlags.NON_NEGATIVE in spec.flags else None
         conn.execute(
             _INSERT_ACCOUNT,
-            (community_id, account_id, str(spec.owner_kind), spec.owner_id, spec.code, str(spec.unit),
-             int(spec.flags), spec.credit_limit, buckets),
+            (
+                community_id,
+                account_id,
+                str(spec.owner_kind),
+                spec.owner_id,
+                spec.code,
+                str(spec.unit),
+                int(spec.flags),
+                spec.credit_limit,
+                buckets,
+            ),
         )
         conn.execute(_INSERT_BALANCE, (community_id, account_id, floor, buckets))
         return account_id

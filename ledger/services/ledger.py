@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -37,6 +37,7 @@ from ledger.domain.transfers import (
     validate_transfer,
 )
 from ledger.services import plans, reads
+from ledger.services.batch import BatchResult, post_batch
 from ledger.services.results import BalanceView, Receipt, TransferResult
 from ledger.store import ledger_repo as sql
 from ledger.store.db import Conn
@@ -94,8 +95,9 @@ class Ledger:
             timeout_us=req.timeout_us,
             metadata=req.metadata,
         )
-        return self._submit(req.community_id, req.idempotency_key, req.request_hash(), transfer_id,
-                            lambda _conn: write)
+        return self._submit(
+            req.community_id, req.idempotency_key, req.request_hash(), transfer_id, lambda _conn: write
+        )
 
     def reverse(self, req: ReverseRequest) -> TransferResult:
         validate_reverse(req)
@@ -104,9 +106,16 @@ class Ledger:
         def load(conn: Conn) -> Write:
             original = reads.load_transfer_for_update(conn, req.community_id, req.transfer_id)
             planned = plans.reversal(original)
-            return Write(transfer_id, "reversal", Phase.SINGLE, planned, req.idempotency_key,
-                         actor_id=req.actor_id, reverses_id=req.transfer_id,
-                         metadata={"reason": req.reason} if req.reason else {})
+            return Write(
+                transfer_id,
+                "reversal",
+                Phase.SINGLE,
+                planned,
+                req.idempotency_key,
+                actor_id=req.actor_id,
+                reverses_id=req.transfer_id,
+                metadata={"reason": req.reason} if req.reason else {},
+            )
 
         return self._submit(req.community_id, req.idempotency_key, req.request_hash(), transfer_id, load)
 
@@ -118,10 +127,21 @@ class Ledger:
         def load(conn: Conn) -> Write:
             pending = reads.load_transfer_for_update(conn, req.community_id, req.pending_id)
             planned = plans.resolution(pending, req, now_us=self._clock())
-            return Write(transfer_id, kind or pending.kind, req.phase, planned, req.idempotency_key,
-                         actor_id=req.actor_id, pending_id=req.pending_id)
+            return Write(
+                transfer_id,
+                kind or pending.kind,
+                req.phase,
+                planned,
+                req.idempotency_key,
+                actor_id=req.actor_id,
+                pending_id=req.pending_id,
+            )
 
         return self._submit(req.community_id, req.idempotency_key, req.request_hash(), transfer_id, load)
+
+    def post_batch(self, requests: Sequence[TransferRequest]) -> BatchResult:
+        """Post many single-phase transfers of one community atomically (see ledger.services.batch)."""
+        return post_batch(self._pool, requests, clock=self._clock)
 
     def expire_pending(self, community_id: int, *, limit: int = 1000) -> int:
         """Void pending transfers whose timeout has passed; returns how many were voided."""
@@ -142,6 +162,12 @@ class Ledger:
     def balances(self, community_id: int, account_ids: list[uuid.UUID]) -> dict[uuid.UUID, BalanceView]:
         with self._pool.connection() as conn:
             return reads.balances(conn, community_id, account_ids)
+
+    def ping(self) -> None:
+        """Readiness: a round trip to the database on a pooled connection."""
+        with self._pool.connection() as conn:
+            conn.execute("SELECT 1")
+            conn.rollback()
 
     def balance(self, community_id: int, account_id: uuid.UUID) -> BalanceView:
         found = self.balances(community_id, [account_id])
@@ -176,9 +202,9 @@ class Ledger:
                 raise
             except psycopg.errors.IntegrityError as exc:
                 # A concurrent writer won a race our reads could not see; the constraint says which.
-                err = _integrity_error(exc)
-                self._record_failure(conn, community_id, key, err)
-                raise err from None
+                failure = _integrity_error(exc)
+                self._record_failure(conn, community_id, key, failure)
+                raise failure from None
 
     def _claim(
         self, conn: Conn, community_id: int, key: str, request_hash: bytes, transfer_id: uuid.UUID
@@ -197,8 +223,10 @@ class Ledger:
         with conn.pipeline():
             acc_cur = conn.execute(sql.ACCOUNTS, (community_id, account_ids))
             bal_cur = conn.execute(sql.LOCK_BALANCES, (community_id, account_ids))
-            lot_cur = conn.execute(sql.OPEN_LOTS, (community_id, [p.account_id for p in write.planned
-                                                                   if p.amount < 0 and not p.lot_restore]))
+            lot_cur = conn.execute(
+                sql.OPEN_LOTS,
+                (community_id, [p.account_id for p in write.planned if p.amount < 0 and not p.lot_restore]),
+            )
         accounts = sql.account_infos(acc_cur.fetchall())
         balances = sql.balance_states(bal_cur.fetchall(), accounts)
         lots = sql.lot_states(lot_cur.fetchall())
@@ -206,39 +234,83 @@ class Ledger:
         recorded_us = self._clock()
         effective_us = write.effective_us if write.effective_us is not None else recorded_us
         effects = Effects()
-        rows = apply_postings(write.planned, earned_us=effective_us, accounts=accounts, balances=balances,
-                              lots=lots, effects=effects, new_id=uuid7)
+        rows = apply_postings(
+            write.planned,
+            earned_us=effective_us,
+            accounts=accounts,
+            balances=balances,
+            lots=lots,
+            effects=effects,
+            new_id=uuid7,
+        )
         timeout_at_us = recorded_us + write.timeout_us if write.timeout_us else None
         body = transfer_leaf_body(
-            origin=origin, transfer_id=str(write.transfer_id), kind=write.kind, phase=str(write.phase),
-            effective_us=effective_us, recorded_us=recorded_us,
-            actor=str(write.actor_id) if write.actor_id else None, idempotency_key=write.idempotency_key,
+            origin=origin,
+            transfer_id=str(write.transfer_id),
+            kind=write.kind,
+            phase=str(write.phase),
+            effective_us=effective_us,
+            recorded_us=recorded_us,
+            actor=str(write.actor_id) if write.actor_id else None,
+            idempotency_key=write.idempotency_key,
             postings=[(str(r.account_id), str(r.unit), r.amount) for r in rows],
             reverses=str(write.reverses_id) if write.reverses_id else None,
-            pending_id=str(write.pending_id) if write.pending_id else None, timeout_us=timeout_at_us,
+            pending_id=str(write.pending_id) if write.pending_id else None,
+            timeout_us=timeout_at_us,
         )
         template = leaf_template(body)
         with conn.pipeline():
             cur = conn.cursor()
             sql.insert_transfer(
-                cur, community_id=community_id, transfer_id=write.transfer_id, kind=write.kind,
-                phase=str(write.phase), effective_us=effective_us, recorded_us=recorded_us,
-                actor_id=write.actor_id, idempotency_key=write.idempotency_key, reverses_id=write.reverses_id,
-                pending_id=write.pending_id, timeout_us=timeout_at_us, metadata=write.metadata,
+                cur,
+                community_id=community_id,
+                transfer_id=write.transfer_id,
+                kind=write.kind,
+                phase=str(write.phase),
+                effective_us=effective_us,
+                recorded_us=recorded_us,
+                actor_id=write.actor_id,
+                idempotency_key=write.idempotency_key,
+                reverses_id=write.reverses_id,
+                pending_id=write.pending_id,
+                timeout_us=timeout_at_us,
+                metadata=write.metadata,
             )
-            sql.write_effects(cur, community_id=community_id, transfer_id=write.transfer_id,
-                              earned_us=effective_us, rows=rows, effects=effects, balances=balances,
-                              hot_bucket=write.transfer_id.int, accounts=accounts)
-            leaf_cur = conn.execute(sql.APPEND_LEAF, {
-                "c": community_id, "prefix": template.prefix, "middle": template.middle,
-                "suffix": template.suffix, "t": write.transfer_id,
-            })
+            sql.write_effects(
+                cur,
+                community_id=community_id,
+                transfer_id=write.transfer_id,
+                earned_us=effective_us,
+                rows=rows,
+                effects=effects,
+                balances=balances,
+                hot_bucket=write.transfer_id.int,
+                accounts=accounts,
+            )
+            leaf_cur = conn.execute(
+                sql.APPEND_LEAF,
+                {
+                    "c": community_id,
+                    "prefix": template.prefix,
+                    "middle": template.middle,
+                    "suffix": template.suffix,
+                    "t": write.transfer_id,
+                },
+            )
             conn.commit()
         index, leaf_hash = leaf_cur.fetchone() or (None, None)
         assert index is not None and leaf_hash is not None
         return reads.result_from_rows(
-            community_id, write.transfer_id, write.kind, str(write.phase), effective_us, recorded_us, rows,
-            Receipt(community_id, int(index), bytes(leaf_hash)), write.reverses_id, write.pending_id,
+            community_id,
+            write.transfer_id,
+            write.kind,
+            str(write.phase),
+            effective_us,
+            recorded_us,
+            rows,
+            Receipt(community_id, int(index), bytes(leaf_hash)),
+            write.reverses_id,
+            write.pending_id,
         )
 
     def _record_failure(self, conn: Conn, community_id: int, key: str, err: LedgerError) -> None:

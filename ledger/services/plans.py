@@ -28,7 +28,10 @@ def reversal(original: StoredTransfer) -> list[Planned]:
         consumed = tuple((lot_id, -amount) for lot_id, amount in sorted(net.items()) if amount < 0)
         planned.append(
             Planned(
-                p.account_id, p.unit, -p.amount, Phase.SINGLE,
+                p.account_id,
+                p.unit,
+                -p.amount,
+                Phase.SINGLE,
                 lot_first=p.lot_created,
                 lot_restore=consumed if p.amount < 0 and consumed else None,
             )
@@ -53,8 +56,16 @@ def resolution(pending: StoredTransfer, req: ResolveRequest, *, now_us: int) -> 
     for p in pending.postings:
         consumed = tuple((lot_id, -amount) for lot_id, amount in p.movements if amount < 0)
         if req.phase == Phase.VOID:
-            planned.append(Planned(p.account_id, p.unit, p.amount, Phase.VOID, pending_amount=p.amount,
-                                   lot_restore=consumed or None))
+            planned.append(
+                Planned(
+                    p.account_id,
+                    p.unit,
+                    p.amount,
+                    Phase.VOID,
+                    pending_amount=p.amount,
+                    lot_restore=consumed or None,
+                )
+            )
             continue
         magnitude = abs(p.amount) if amounts is None else amounts[p.account_id]
         if magnitude > abs(p.amount):
@@ -62,8 +73,17 @@ def resolution(pending: StoredTransfer, req: ResolveRequest, *, now_us: int) -> 
         released = abs(p.amount) - magnitude
         restore_lots = tuple(restore(list(consumed), released)) if consumed and released else None
         signed = magnitude if p.amount > 0 else -magnitude
-        planned.append(Planned(p.account_id, p.unit, signed, Phase.POST, pending_amount=p.amount,
-                               expires_at_us=p.expires_at_us, lot_restore=restore_lots))
+        planned.append(
+            Planned(
+                p.account_id,
+                p.unit,
+                signed,
+                Phase.POST,
+                pending_amount=p.amount,
+                expires_at_us=p.expires_at_us,
+                lot_restore=restore_lots,
+            )
+        )
     if amounts is not None:
         check_zero_sum([RequestPosting(p.account_id, p.unit, p.amount) for p in planned])
     return planned

@@ -43,7 +43,8 @@ class StoredTransfer:
 
 _TRANSFER = """
 SELECT t.kind, t.phase, t.timeout_at, t.pending_id,
-       (SELECT r.transfer_id FROM transfer r WHERE r.community_id = t.community_id AND r.reverses_id = t.transfer_id),
+       (SELECT r.transfer_id FROM transfer r
+         WHERE r.community_id = t.community_id AND r.reverses_id = t.transfer_id),
        (SELECT r.phase FROM transfer r WHERE r.community_id = t.community_id AND r.pending_id = t.transfer_id)
 FROM transfer t WHERE t.community_id = %s AND t.transfer_id = %s
 """
@@ -65,8 +66,11 @@ def _postings(conn: Conn, community_id: int, transfer_id: uuid.UUID) -> tuple[St
         _POSTINGS, (community_id, transfer_id)
     ):
         movements = tuple((uuid.UUID(m[0]), int(m[1])) for m in moves)
-        out.append(StoredPosting(seq, account_id, Unit(unit), phase, amount, sql.to_us(expires_at), lot_id,
-                                 movements))
+        out.append(
+            StoredPosting(
+                seq, account_id, Unit(unit), phase, amount, sql.to_us(expires_at), lot_id, movements
+            )
+        )
     return tuple(out)
 
 
@@ -82,8 +86,17 @@ def load_transfer_for_update(conn: Conn, community_id: int, transfer_id: uuid.UU
     pending_moves: dict[uuid.UUID, tuple[tuple[uuid.UUID, int], ...]] = {}
     if pending_id is not None:
         pending_moves = {p.account_id: p.movements for p in _postings(conn, community_id, pending_id)}
-    return StoredTransfer(transfer_id, kind, phase, sql.to_us(timeout_at), postings, reversed_by,
-                          resolved_phase, pending_id, pending_moves)
+    return StoredTransfer(
+        transfer_id,
+        kind,
+        phase,
+        sql.to_us(timeout_at),
+        postings,
+        reversed_by,
+        resolved_phase,
+        pending_id,
+        pending_moves,
+    )
 
 
 def result_from_rows(
@@ -103,8 +116,19 @@ def result_from_rows(
         PostingView(r.account_id, r.unit, str(r.phase), r.amount, r.balance_after, r.account_version)
         for r in rows
     )
-    return TransferResult(transfer_id, community_id, kind, phase, effective_us, recorded_us, postings, receipt,
-                          reverses_id, pending_id, replayed)
+    return TransferResult(
+        transfer_id,
+        community_id,
+        kind,
+        phase,
+        effective_us,
+        recorded_us,
+        postings,
+        receipt,
+        reverses_id,
+        pending_id,
+        replayed,
+    )
 
 
 _RESULT = """
@@ -118,7 +142,9 @@ WHERE community_id = %s AND transfer_id = %s ORDER BY seq
 """
 
 
-def transfer_result(conn: Conn, community_id: int, transfer_id: uuid.UUID, replayed: bool = False) -> TransferResult:
+def transfer_result(
+    conn: Conn, community_id: int, transfer_id: uuid.UUID, replayed: bool = False
+) -> TransferResult:
     row = conn.execute(_RESULT, (community_id, transfer_id)).fetchone()
     if row is None:
         raise LedgerError(ErrorCode.TRANSFER_NOT_FOUND, transfer_id=str(transfer_id))
@@ -129,8 +155,19 @@ def transfer_result(conn: Conn, community_id: int, transfer_id: uuid.UUID, repla
     )
     effective_us, recorded_us = sql.to_us(effective_at), sql.to_us(recorded_at)
     assert effective_us is not None and recorded_us is not None
-    return TransferResult(transfer_id, community_id, kind, phase, effective_us, recorded_us, postings,
-                          Receipt(community_id, idx, bytes(leaf_hash)), reverses_id, pending_id, replayed)
+    return TransferResult(
+        transfer_id,
+        community_id,
+        kind,
+        phase,
+        effective_us,
+        recorded_us,
+        postings,
+        Receipt(community_id, idx, bytes(leaf_hash)),
+        reverses_id,
+        pending_id,
+        replayed,
+    )
 
 
 def replay(conn: Conn, community_id: int, key: str, request_hash: bytes) -> TransferResult:
@@ -160,15 +197,14 @@ GROUP BY b.account_id, a.unit
 def balances(conn: Conn, community_id: int, account_ids: list[uuid.UUID]) -> dict[uuid.UUID, BalanceView]:
     rows = conn.execute(_BALANCES, (community_id, account_ids)).fetchall()
     conn.rollback()
-    return {
-        r[0]: BalanceView(r[0], Unit(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5])) for r in rows
-    }
+    return {r[0]: BalanceView(r[0], Unit(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5])) for r in rows}
 
 
 _EXPIRED = """
 SELECT t.transfer_id FROM transfer t
 WHERE t.community_id = %s AND t.timeout_at IS NOT NULL AND t.timeout_at <= %s
-  AND NOT EXISTS (SELECT 1 FROM transfer r WHERE r.community_id = t.community_id AND r.pending_id = t.transfer_id)
+  AND NOT EXISTS (SELECT 1 FROM transfer r
+                  WHERE r.community_id = t.community_id AND r.pending_id = t.transfer_id)
 ORDER BY t.timeout_at LIMIT %s
 """
 

@@ -45,7 +45,9 @@ def app_conninfo(owner_url: str) -> str:
     return make_conninfo(**params)
 
 
-def open_pool(owner_url: str, *, min_size: int = 2, max_size: int = 20, name: str = "vledger") -> ConnectionPool[Conn]:
+def open_pool(
+    owner_url: str, *, min_size: int = 2, max_size: int = 20, name: str = "vledger"
+) -> ConnectionPool[Conn]:
     """A psycopg pool of runtime-role connections; prepared statements on (the hot path repeats)."""
     pool: ConnectionPool[Conn] = ConnectionPool(
         app_conninfo(owner_url),

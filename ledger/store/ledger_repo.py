@@ -120,9 +120,7 @@ RETURNING ins.idx, ins.leaf_hash
 
 
 def account_infos(rows: Iterable[tuple[Any, ...]]) -> dict[uuid.UUID, AccountInfo]:
-    return {
-        r[0]: AccountInfo(r[0], Unit(r[1]), AccountFlags(r[2]), int(r[3]), int(r[4])) for r in rows
-    }
+    return {r[0]: AccountInfo(r[0], Unit(r[1]), AccountFlags(r[2]), int(r[3]), int(r[4])) for r in rows}
 
 
 def balance_states(
@@ -162,10 +160,16 @@ def write_effects(
     cur.execute(
         INSERT_POSTINGS,
         (
-            community_id, transfer_id,
-            [r.seq for r in rows], [r.account_id for r in rows], [str(r.unit) for r in rows],
-            [str(r.phase) for r in rows], [r.amount for r in rows], [r.balance_after for r in rows],
-            [r.account_version for r in rows], [to_dt(r.expires_at_us) for r in rows],
+            community_id,
+            transfer_id,
+            [r.seq for r in rows],
+            [r.account_id for r in rows],
+            [str(r.unit) for r in rows],
+            [str(r.phase) for r in rows],
+            [r.amount for r in rows],
+            [r.balance_after for r in rows],
+            [r.account_version for r in rows],
+            [to_dt(r.expires_at_us) for r in rows],
         ),
     )
     if effects.touched:
@@ -173,8 +177,12 @@ def write_effects(
         cur.execute(
             UPDATE_BALANCES,
             (
-                [s.account_id for s in states], [s.posted for s in states], [s.pending_in for s in states],
-                [s.pending_out for s in states], [s.version for s in states], community_id,
+                [s.account_id for s in states],
+                [s.posted for s in states],
+                [s.pending_in for s in states],
+                [s.pending_out for s in states],
+                [s.version for s in states],
+                community_id,
             ),
         )
     for account_id in sorted(effects.hot_deltas):
@@ -186,9 +194,14 @@ def write_effects(
         cur.execute(
             INSERT_LOTS,
             (
-                community_id, transfer_id, [lot.lot_id for lot in lots], [lot.account_id for lot in lots],
-                [lot.seq for lot in lots], [lot.amount for lot in lots],
-                [to_dt(lot.earned_us) for lot in lots], [to_dt(lot.expires_at_us) for lot in lots],
+                community_id,
+                transfer_id,
+                [lot.lot_id for lot in lots],
+                [lot.account_id for lot in lots],
+                [lot.seq for lot in lots],
+                [lot.amount for lot in lots],
+                [to_dt(lot.earned_us) for lot in lots],
+                [to_dt(lot.expires_at_us) for lot in lots],
             ),
         )
     if effects.movements:
@@ -221,8 +234,18 @@ def insert_transfer(
     cur.execute(
         INSERT_TRANSFER,
         (
-            community_id, transfer_id, kind, phase, to_dt(effective_us), to_dt(recorded_us), actor_id,
-            idempotency_key, reverses_id, pending_id, to_dt(timeout_us), Jsonb(metadata),
+            community_id,
+            transfer_id,
+            kind,
+            phase,
+            to_dt(effective_us),
+            to_dt(recorded_us),
+            actor_id,
+            idempotency_key,
+            reverses_id,
+            pending_id,
+            to_dt(timeout_us),
+            Jsonb(metadata),
         ),
     )
 

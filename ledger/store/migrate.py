@@ -17,7 +17,9 @@ def alembic_config(url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     # configparser treats "%" specially; URL-encoded socket paths contain it.
-    cfg.set_main_option("sqlalchemy.url", sqlalchemy_url(url).render_as_string(hide_password=False).replace("%", "%%"))
+    cfg.set_main_option(
+        "sqlalchemy.url", sqlalchemy_url(url).render_as_string(hide_password=False).replace("%", "%%")
+    )
     return cfg
 
 

@@ -11,7 +11,16 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, ForeignKeyConstraint, Index, LargeBinary, SmallInteger, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKeyConstraint,
+    Index,
+    LargeBinary,
+    SmallInteger,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -50,10 +59,23 @@ class Community(SQLModel, table=True):
 class Account(SQLModel, table=True):
     __tablename__ = "account"
     __table_args__ = (
-        Index("account_system_uq", "community_id", "code", "unit", unique=True,
-              postgresql_where=text("owner_id IS NULL")),
-        Index("account_owner_uq", "community_id", "owner_kind", "owner_id", "unit", unique=True,
-              postgresql_where=text("owner_id IS NOT NULL")),
+        Index(
+            "account_system_uq",
+            "community_id",
+            "code",
+            "unit",
+            unique=True,
+            postgresql_where=text("owner_id IS NULL"),
+        ),
+        Index(
+            "account_owner_uq",
+            "community_id",
+            "owner_kind",
+            "owner_id",
+            "unit",
+            unique=True,
+            postgresql_where=text("owner_id IS NOT NULL"),
+        ),
     )
     community_id: int = _big(primary_key=True, foreign_key="community.community_id")
     account_id: uuid.UUID = Field(primary_key=True)
@@ -74,7 +96,9 @@ class Balance(SQLModel, table=True):
     )
     community_id: int = _big(primary_key=True)
     account_id: uuid.UUID = Field(primary_key=True)
-    bucket: int = Field(primary_key=True, sa_type=SmallInteger, sa_column_kwargs={"server_default": text("0")})
+    bucket: int = Field(
+        primary_key=True, sa_type=SmallInteger, sa_column_kwargs={"server_default": text("0")}
+    )
     posted: int = _big(default=0, sa_column_kwargs={"server_default": text("0")})
     pending_in: int = _big(default=0, sa_column_kwargs={"server_default": text("0")})
     pending_out: int = _big(default=0, sa_column_kwargs={"server_default": text("0")})
@@ -86,14 +110,32 @@ class Transfer(SQLModel, table=True):
     __tablename__ = "transfer"
     __table_args__ = (
         ForeignKeyConstraint(["community_id"], ["community.community_id"]),
-        ForeignKeyConstraint(["community_id", "reverses_id"], ["transfer.community_id", "transfer.transfer_id"]),
-        ForeignKeyConstraint(["community_id", "pending_id"], ["transfer.community_id", "transfer.transfer_id"]),
-        Index("transfer_reversed_once", "community_id", "reverses_id", unique=True,
-              postgresql_where=text("reverses_id IS NOT NULL")),
-        Index("transfer_resolved_once", "community_id", "pending_id", unique=True,
-              postgresql_where=text("pending_id IS NOT NULL")),
-        Index("transfer_pending_timeout", "community_id", "timeout_at",
-              postgresql_where=text("timeout_at IS NOT NULL")),
+        ForeignKeyConstraint(
+            ["community_id", "reverses_id"], ["transfer.community_id", "transfer.transfer_id"]
+        ),
+        ForeignKeyConstraint(
+            ["community_id", "pending_id"], ["transfer.community_id", "transfer.transfer_id"]
+        ),
+        Index(
+            "transfer_reversed_once",
+            "community_id",
+            "reverses_id",
+            unique=True,
+            postgresql_where=text("reverses_id IS NOT NULL"),
+        ),
+        Index(
+            "transfer_resolved_once",
+            "community_id",
+            "pending_id",
+            unique=True,
+            postgresql_where=text("pending_id IS NOT NULL"),
+        ),
+        Index(
+            "transfer_pending_timeout",
+            "community_id",
+            "timeout_at",
+            postgresql_where=text("timeout_at IS NOT NULL"),
+        ),
     )
     community_id: int = _big(primary_key=True)
     transfer_id: uuid.UUID = Field(primary_key=True)
@@ -115,7 +157,9 @@ class Transfer(SQLModel, table=True):
 class Posting(SQLModel, table=True):
     __tablename__ = "posting"
     __table_args__ = (
-        ForeignKeyConstraint(["community_id", "transfer_id"], ["transfer.community_id", "transfer.transfer_id"]),
+        ForeignKeyConstraint(
+            ["community_id", "transfer_id"], ["transfer.community_id", "transfer.transfer_id"]
+        ),
         ForeignKeyConstraint(["community_id", "account_id"], ["account.community_id", "account.account_id"]),
         Index("posting_by_account", "community_id", "account_id", "transfer_id"),
     )
@@ -134,12 +178,24 @@ class Posting(SQLModel, table=True):
 class Lot(SQLModel, table=True):
     __tablename__ = "lot"
     __table_args__ = (
-        ForeignKeyConstraint(["community_id", "transfer_id", "seq"],
-                             ["posting.community_id", "posting.transfer_id", "posting.seq"]),
-        Index("lot_open_by_account", "community_id", "account_id", "expires_at", "earned_at",
-              postgresql_where=text("remaining > 0")),
-        Index("lot_open_by_expiry", "community_id", "expires_at",
-              postgresql_where=text("remaining > 0 AND expires_at IS NOT NULL")),
+        ForeignKeyConstraint(
+            ["community_id", "transfer_id", "seq"],
+            ["posting.community_id", "posting.transfer_id", "posting.seq"],
+        ),
+        Index(
+            "lot_open_by_account",
+            "community_id",
+            "account_id",
+            "expires_at",
+            "earned_at",
+            postgresql_where=text("remaining > 0"),
+        ),
+        Index(
+            "lot_open_by_expiry",
+            "community_id",
+            "expires_at",
+            postgresql_where=text("remaining > 0 AND expires_at IS NOT NULL"),
+        ),
     )
     community_id: int = _big(primary_key=True)
     lot_id: uuid.UUID = Field(primary_key=True)
@@ -155,8 +211,10 @@ class Lot(SQLModel, table=True):
 class LotMovement(SQLModel, table=True):
     __tablename__ = "lot_movement"
     __table_args__ = (
-        ForeignKeyConstraint(["community_id", "transfer_id", "seq"],
-                             ["posting.community_id", "posting.transfer_id", "posting.seq"]),
+        ForeignKeyConstraint(
+            ["community_id", "transfer_id", "seq"],
+            ["posting.community_id", "posting.transfer_id", "posting.seq"],
+        ),
         ForeignKeyConstraint(["community_id", "lot_id"], ["lot.community_id", "lot.lot_id"]),
     )
     community_id: int = _big(primary_key=True)
@@ -188,8 +246,13 @@ class LogLeaf(SQLModel, table=True):
     __tablename__ = "log_leaf"
     __table_args__ = (
         ForeignKeyConstraint(["community_id"], ["community.community_id"]),
-        Index("log_leaf_by_transfer", "community_id", "transfer_id", unique=True,
-              postgresql_where=text("transfer_id IS NOT NULL")),
+        Index(
+            "log_leaf_by_transfer",
+            "community_id",
+            "transfer_id",
+            unique=True,
+            postgresql_where=text("transfer_id IS NOT NULL"),
+        ),
     )
     community_id: int = _big(primary_key=True)
     idx: int = _big(primary_key=True)

@@ -219,7 +219,9 @@ def upgrade() -> None:
     )
     op.execute("GRANT USAGE ON SCHEMA public TO vledger_app")
     op.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO vledger_app")
-    op.execute("GRANT INSERT ON transfer, posting, lot_movement, log_leaf, account, idempotency TO vledger_app")
+    op.execute(
+        "GRANT INSERT ON transfer, posting, lot_movement, log_leaf, account, idempotency TO vledger_app"
+    )
     op.execute("GRANT INSERT, UPDATE ON balance, log_head, lot TO vledger_app")
     op.execute("GRANT UPDATE (transfer_id, error) ON idempotency TO vledger_app")
     op.execute("GRANT INSERT ON region, community TO vledger_app")
@@ -227,8 +229,19 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("log_leaf", "log_head", "idempotency", "lot_movement", "lot", "posting", "transfer",
-                  "balance", "account", "community", "region"):
+    for table in (
+        "log_leaf",
+        "log_head",
+        "idempotency",
+        "lot_movement",
+        "lot",
+        "posting",
+        "transfer",
+        "balance",
+        "account",
+        "community",
+        "region",
+    ):
         op.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
     op.execute("DROP FUNCTION IF EXISTS vledger_reject_change() CASCADE")
     op.execute("DROP FUNCTION IF EXISTS vledger_lot_only_remaining() CASCADE")

