@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
+from litestar.params import FromPath
 from litestar.status_codes import HTTP_404_NOT_FOUND, HTTP_422_UNPROCESSABLE_ENTITY
 
 from ledger.domain.errors import ErrorCode, LedgerError
@@ -42,7 +43,7 @@ def ready(state: State) -> dict[str, str]:
 
 
 @get("/api/v1/communities/{community_id:int}/accounts/{account_id:uuid}/balance", sync_to_thread=True)
-def balance(state: State, community_id: int, account_id: uuid.UUID) -> BalanceOut:
+def balance(state: State, community_id: FromPath[int], account_id: FromPath[uuid.UUID]) -> BalanceOut:
     view = state.ledger.balance(community_id, account_id)
     return BalanceOut(
         str(view.account_id), str(view.unit), view.posted, view.pending_in, view.pending_out, view.available

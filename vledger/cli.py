@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -85,9 +86,16 @@ def serve(demo: bool, host: str | None, port: int | None) -> None:
             click.echo(
                 f"服务就绪（启动用时 {time.perf_counter() - started:.2f} 秒）：http://{bind_host}:{bind_port}/health"
             )
+            # uvicorn re-raises SIGTERM after its graceful shutdown; turning it into SystemExit lets the
+            # finally blocks close the pool and stop the embedded database instead of dying mid-way.
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
             uvicorn.run(create_app(ledger), host=bind_host, port=bind_port, log_level="warning")
         finally:
             pool.close()
+
+
+def _exit_on_sigterm(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 @main.command()
