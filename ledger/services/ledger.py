@@ -284,7 +284,8 @@ class Ledger:
                 rows=rows,
                 effects=effects,
                 balances=balances,
-                hot_bucket=write.transfer_id.int,
+                # A resolution releases the reservation in the bucket where the pending transfer made it.
+                hot_bucket=(write.pending_id or write.transfer_id).int,
                 accounts=accounts,
             )
             leaf_cur = conn.execute(
