@@ -2,10 +2,10 @@
 
 Every run works in a fresh community of the database it is given (already migrated; the URL is the
 owner's), so runs never disturb each other or existing data. The workloads call the service layer in
-this process (``Ledger``), not the HTTP API: their numbers are an upper bound for the HTTP targets
-of docs/performance.md, with which they are compared. Counts are bounded; a warm-up outside the
-timings opens the pool's connections and prepares their statements. See docs/performance.md for
-what each target is and the latest table.
+this process (``Ledger``), not the HTTP API, so they leave out what HTTP adds; they are compared with
+the targets of the design's performance note all the same. Counts are bounded; a warm-up outside
+the timings opens the pool's connections and prepares their statements. docs/performance.md says
+which target each row is compared with and holds the latest table.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import math
 import os
 import shutil
 import statistics
@@ -293,7 +294,7 @@ def _threaded(call: Callable[[T], object], items: Sequence[T], threads: int) -> 
 
 def _percentile(sorted_ns: Sequence[int], q: float) -> float:
     """Nearest-rank percentile of sorted nanoseconds, in milliseconds."""
-    rank = max(1, min(len(sorted_ns), round(q / 100 * len(sorted_ns) + 0.5)))
+    rank = max(1, min(len(sorted_ns), math.ceil(q / 100 * len(sorted_ns))))
     return sorted_ns[rank - 1] / 1e6
 
 
