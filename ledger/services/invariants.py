@@ -356,14 +356,14 @@ def _check(conn: psycopg.Connection[Any], community_id: int) -> list[str]:
         rows = cur.execute(check.sql, params).fetchall()
         violations.extend(_capped(check.name, [check.describe(r) for r in rows]))
     chain = _Chain(str(origin))
-    # Read the whole stream even when violations are capped: the head is compared with the end.
-    chain_violations: list[str] = []
+    # Read the whole log even once the leaf messages are capped: the head is compared with its end.
+    leaf_violations: list[str] = []
     for row in conn.cursor(row_factory=tuple_row).stream(_LEAVES, {"c": community_id}):
         for message in chain.add(row):
-            if len(chain_violations) <= MAX_REPORTED_PER_CHECK:
-                chain_violations.append(message)
-    chain_violations.extend(chain.finish(head_size, None if head_hash is None else bytes(head_hash)))
-    violations.extend(_capped("log chain", chain_violations))
+            if len(leaf_violations) <= MAX_REPORTED_PER_CHECK:
+                leaf_violations.append(message)
+    violations.extend(_capped("log chain", leaf_violations))
+    violations.extend(chain.finish(head_size, None if head_hash is None else bytes(head_hash)))
     return violations
 
 
