@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from psycopg_pool import ConnectionPool
 
 from ledger.audit.leaf import leaf_hash, leaf_template, transfer_leaf_body
-from ledger.domain.balances import BalanceState
-from ledger.domain.engine import AccountInfo, Effects, Planned, PostingRow, apply_postings
+from ledger.domain.engine import Effects, Planned, PostingRow, apply_postings
 from ledger.domain.errors import ErrorCode, LedgerError
 from ledger.domain.ids import uuid7
 from ledger.domain.transfers import Phase, TransferRequest, validate_transfer
@@ -182,7 +181,8 @@ def _post(conn: Conn, community_id: int, items: list[_Item], clock: Callable[[],
     bsql.copy_rows(conn, "lot", bsql.LOT_COLUMNS, bsql.LOT_TYPES, lot_rows)
     bsql.copy_rows(conn, "lot_movement", bsql.MOVEMENT_COLUMNS, bsql.MOVEMENT_TYPES, movement_rows)
     bsql.copy_rows(conn, "log_leaf", bsql.LEAF_COLUMNS, bsql.LEAF_TYPES, leaf_rows)
-    _update_balances(conn, community_id, total, balances, accounts)
+    # One bucket per batch for each hot account: a batch is already one lock holder.
+    sql.update_balance_rows(conn.cursor(), community_id, total, balances, accounts, uuid7().int)
     conn.execute(bsql.SET_HEAD, (size, prev, community_id))
     conn.commit()
     return BatchResult(len(new), len(items) - len(new), first_index, size - 1, ids)
@@ -262,35 +262,3 @@ def _accumulate(total: Effects, effects: Effects) -> None:
             acc[k] += delta[k]
     for lot_id, delta_points in effects.lot_deltas.items():
         total.lot_deltas[lot_id] = total.lot_deltas.get(lot_id, 0) + delta_points
-
-
-def _update_balances(
-    conn: Conn,
-    community_id: int,
-    total: Effects,
-    balances: dict[uuid.UUID, BalanceState],
-    accounts: dict[uuid.UUID, AccountInfo],
-) -> None:
-    """Balance rows after the rows they summarise, in lock order: non-hot, hot buckets, lots."""
-    if total.touched:
-        states = [balances[a] for a in sorted(total.touched)]
-        conn.execute(
-            sql.UPDATE_BALANCES,
-            (
-                [s.account_id for s in states],
-                [s.posted for s in states],
-                [s.pending_in for s in states],
-                [s.pending_out for s in states],
-                [s.version for s in states],
-                community_id,
-            ),
-        )
-    for account_id in sorted(total.hot_deltas):
-        posted, pending_in, pending_out = total.hot_deltas[account_id]
-        bucket = uuid7().int % accounts[account_id].buckets  # a batch lands on one bucket
-        conn.execute(
-            sql.UPDATE_HOT_BUCKET, (posted, pending_in, pending_out, community_id, account_id, bucket)
-        )
-    if total.lot_deltas:
-        lot_ids = sorted(total.lot_deltas)
-        conn.execute(sql.UPDATE_LOTS, (lot_ids, [total.lot_deltas[i] for i in lot_ids], community_id))

@@ -172,23 +172,6 @@ def write_effects(
             [to_dt(r.expires_at_us) for r in rows],
         ),
     )
-    if effects.touched:
-        states = [balances[a] for a in sorted(effects.touched)]
-        cur.execute(
-            UPDATE_BALANCES,
-            (
-                [s.account_id for s in states],
-                [s.posted for s in states],
-                [s.pending_in for s in states],
-                [s.pending_out for s in states],
-                [s.version for s in states],
-                community_id,
-            ),
-        )
-    for account_id in sorted(effects.hot_deltas):
-        posted, pending_in, pending_out = effects.hot_deltas[account_id]
-        bucket = hot_bucket % accounts[account_id].buckets
-        cur.execute(UPDATE_HOT_BUCKET, (posted, pending_in, pending_out, community_id, account_id, bucket))
     if effects.new_lots:
         lots = effects.new_lots
         cur.execute(
@@ -210,6 +193,38 @@ def write_effects(
             INSERT_MOVEMENTS,
             (community_id, transfer_id, [m[0] for m in moves], [m[1] for m in moves], [m[2] for m in moves]),
         )
+    update_balance_rows(cur, community_id, effects, balances, accounts, hot_bucket)
+
+
+def update_balance_rows(
+    cur: Cur,
+    community_id: int,
+    effects: Effects,
+    balances: dict[uuid.UUID, BalanceState],
+    accounts: dict[uuid.UUID, AccountInfo],
+    hot_bucket: int,
+) -> None:
+    """Write the balance rows ``effects`` changed, in lock order: non-hot, hot buckets, then lots.
+
+    Runs after lots are inserted, since lot deltas may apply to lots the same write created.
+    """
+    if effects.touched:
+        states = [balances[a] for a in sorted(effects.touched)]
+        cur.execute(
+            UPDATE_BALANCES,
+            (
+                [s.account_id for s in states],
+                [s.posted for s in states],
+                [s.pending_in for s in states],
+                [s.pending_out for s in states],
+                [s.version for s in states],
+                community_id,
+            ),
+        )
+    for account_id in sorted(effects.hot_deltas):
+        posted, pending_in, pending_out = effects.hot_deltas[account_id]
+        bucket = hot_bucket % accounts[account_id].buckets
+        cur.execute(UPDATE_HOT_BUCKET, (posted, pending_in, pending_out, community_id, account_id, bucket))
     if effects.lot_deltas:
         ids = sorted(effects.lot_deltas)
         cur.execute(UPDATE_LOTS, (ids, [effects.lot_deltas[i] for i in ids], community_id))
