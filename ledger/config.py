@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("DATABASE_URL", "VLEDGER_DATABASE_URL")
     )
+    # Runtime connection (role vledger_app). Unset: the owner's server, logged in as vledger_app with
+    # no password, which suits servers that trust local connections (the embedded one does).
+    app_database_url: str | None = None
     # Database created on the embedded server (a DATABASE_URL names its own database).
     embedded_database: str = "vledger"
     data_dir: Path = Path("var")

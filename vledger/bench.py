@@ -29,6 +29,7 @@ from psycopg_pool import ConnectionPool
 from rich.console import Console, JustifyMethod
 from rich.table import Table
 
+from ledger.config import get_settings
 from ledger.domain.accounts import AccountSpec, OwnerKind, SystemAccount, member_account_flags
 from ledger.domain.transfers import Posting, TransferRequest
 from ledger.domain.units import Unit
@@ -110,7 +111,13 @@ def run(
     """Run every workload once against ``db_url`` and print (through ``out``) and return the table rows."""
     if min(transfers, singles, reads, threads) < 1:
         raise ValueError("transfers, singles, reads and threads must all be at least 1")
-    pool = open_pool(db_url, min_size=threads + 1, max_size=threads + 2, name="bench")
+    pool = open_pool(
+        db_url,
+        app_url=get_settings().app_database_url,
+        min_size=threads + 1,
+        max_size=threads + 2,
+        name="bench",
+    )
     try:
         ledger = Ledger(pool)
         server = _server_settings(pool)

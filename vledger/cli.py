@@ -66,7 +66,12 @@ def serve(demo: bool, host: str | None, port: int | None) -> None:
     settings = get_settings()
     with owner_database(settings) as url:
         migrate.upgrade(url)
-        pool = open_pool(url, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
+        pool = open_pool(
+            url,
+            app_url=settings.app_database_url,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+        )
         try:
             ledger = Ledger(pool)
             if demo:

@@ -16,7 +16,7 @@ _counter = 0
 
 # A 36-character canonical UUID; other spellings (braces, urn:, no hyphens) are refused so that one
 # transfer cannot be named two ways in requests, logs and proofs.
-_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def uuid7() -> uuid.UUID:
@@ -47,6 +47,6 @@ def parse_uuid(value: object, field: str) -> uuid.UUID:
     """Parse a client-supplied id, raising MALFORMED_ID (without echoing the value) if it is not one."""
     if isinstance(value, uuid.UUID):
         return value
-    if isinstance(value, str) and _UUID_RE.match(value):
+    if isinstance(value, str) and _UUID_RE.fullmatch(value):
         return uuid.UUID(value)
     raise LedgerError(ErrorCode.MALFORMED_ID, field=field)

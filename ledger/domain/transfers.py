@@ -18,8 +18,8 @@ from ledger.domain.units import Unit
 # Amounts and balances stay within what every JSON reader represents exactly (RFC 8785 / IEEE double).
 MAX_AMOUNT = 2**53 - 1
 MAX_POSTINGS = 64
-_KEY_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-_KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+_KEY_RE = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_KIND_RE = re.compile(r"[a-z][a-z0-9_]{0,47}")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -131,7 +131,7 @@ def _hash_json(body: dict[str, object]) -> bytes:
 
 
 def check_idempotency_key(key: object) -> str:
-    if not isinstance(key, str) or not _KEY_RE.match(key):
+    if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
         raise LedgerError(ErrorCode.INVALID_IDEMPOTENCY_KEY, field="idempotency_key")
     return key
 
@@ -143,85 +143,162 @@ def check_text(value: str, field_name: str) -> str:
     return value
 
 
+class _FirstFault:
+    """Collects a request's faults and keeps the one that comes first in ErrorCode.
+
+    Every check runs (a valid request pays for all of them anyway), so the code reported does not
+    depend on the order the checks are written in, only on the documented precedence.
+    """
+
+    __slots__ = ("error",)
+
+    def __init__(self) -> None:
+        self.error: LedgerError | None = None
+
+    def add(self, code: ErrorCode, field: str) -> None:
+        if self.error is None or code.precedence < self.error.code.precedence:
+            self.error = LedgerError(code, field=field)
+
+    def offer(self, error: LedgerError) -> None:
+        if self.error is None or error.code.precedence < self.error.code.precedence:
+            self.error = error
+
+    def raise_first(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def _metadata_faults(value: object, path: str, faults: _FirstFault) -> None:
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if abs(value) > MAX_AMOUNT:
+            faults.add(ErrorCode.AMOUNT_OVERFLOW, path)
+    elif isinstance(value, str):
+        if _CONTROL_RE.search(value) or not unicodedata.is_normalized("NFC", value):
+            faults.add(ErrorCode.NON_CANONICAL_TEXT, path)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _metadata_faults(item, f"{path}[{i}]", faults)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                faults.add(ErrorCode.MALFORMED_REQUEST, path)
+                continue
+            if not key.isascii() or _CONTROL_RE.search(key):
+                faults.add(ErrorCode.NON_CANONICAL_TEXT, path)
+            _metadata_faults(item, f"{path}.{key}", faults)
+    else:
+        faults.add(ErrorCode.MALFORMED_REQUEST, path)
+
+
 def check_metadata(value: object, path: str = "metadata") -> None:
     """Metadata is JSON with integer numbers and canonical strings only (no floats: no money drift)."""
-    if value is None or isinstance(value, bool | int):
-        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_AMOUNT:
-            raise LedgerError(ErrorCode.AMOUNT_OVERFLOW, field=path)
-        return
-    if isinstance(value, str):
-        check_text(value, path)
-        return
-    if isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            check_metadata(item, f"{path}[{i}]")
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str) or not key.isascii():
-                raise LedgerError(ErrorCode.NON_CANONICAL_TEXT, field=path)
-            check_text(key, path)
-            check_metadata(item, f"{path}.{key}")
-        return
-    raise LedgerError(ErrorCode.MALFORMED_REQUEST, field=path)
+    faults = _FirstFault()
+    _metadata_faults(value, path, faults)
+    faults.raise_first()
+
+
+def _amount_fault(amount: object, *, positive: bool = False) -> ErrorCode | None:
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount == 0 or (positive and amount < 0):
+        return ErrorCode.INVALID_AMOUNT
+    if abs(amount) > MAX_AMOUNT:
+        return ErrorCode.AMOUNT_OVERFLOW
+    return None
 
 
 def check_amount(amount: object, field_name: str, *, positive: bool = False) -> int:
-    if not isinstance(amount, int) or isinstance(amount, bool):
-        raise LedgerError(ErrorCode.INVALID_AMOUNT, field=field_name)
-    if amount == 0 or (positive and amount < 0):
-        raise LedgerError(ErrorCode.INVALID_AMOUNT, field=field_name)
-    if abs(amount) > MAX_AMOUNT:
-        raise LedgerError(ErrorCode.AMOUNT_OVERFLOW, field=field_name)
+    code = _amount_fault(amount, positive=positive)
+    if code is not None:
+        raise LedgerError(code, field=field_name)
+    assert isinstance(amount, int)  # narrowed by _amount_fault
     return amount
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def validate_transfer(req: TransferRequest) -> None:
-    """Check a request in precedence order (docs/reference/errors.md); raise the first failure."""
-    if not isinstance(req.community_id, int) or isinstance(req.community_id, bool) or req.community_id <= 0:
-        raise LedgerError(ErrorCode.MALFORMED_ID, field="community_id")
-    for i, p in enumerate(req.postings):
-        parse_uuid(p.account_id, f"postings[{i}].account_id")
-    if req.transfer_id is not None:
-        parse_uuid(req.transfer_id, "transfer_id")
-    if req.actor_id is not None:
-        parse_uuid(req.actor_id, "actor_id")
-    check_idempotency_key(req.idempotency_key)
-    if not isinstance(req.kind, str) or not _KIND_RE.match(req.kind):
-        raise LedgerError(ErrorCode.INVALID_KIND, field="kind")
-    check_metadata(req.metadata)
+    """Check a request without the database; raise its first fault in precedence order.
+
+    The order is ErrorCode's (docs/reference/errors.md), whatever order the faults occur in.
+    """
+    postings = req.postings
+    if not isinstance(postings, tuple | list) or not all(isinstance(p, Posting) for p in postings):
+        raise LedgerError(ErrorCode.MALFORMED_REQUEST, field="postings")
+    faults = _FirstFault()
+    ids_ok = _envelope_faults(req, faults)
+    _posting_faults(postings, faults, ids_ok=ids_ok)
+    _time_faults(req, faults)
+    faults.raise_first()
+
+
+def _envelope_faults(req: TransferRequest, faults: _FirstFault) -> bool:
+    """Phase, times, metadata, ids, key and kind; returns whether every posting's account id parsed."""
     if req.phase not in (Phase.SINGLE, Phase.PENDING):
-        raise LedgerError(ErrorCode.MALFORMED_REQUEST, field="phase")
-    for i, p in enumerate(req.postings):
+        faults.add(ErrorCode.MALFORMED_REQUEST, "phase")
+    if req.effective_us is not None and (not _is_int(req.effective_us) or req.effective_us < 0):
+        faults.add(ErrorCode.MALFORMED_REQUEST, "effective_us")
+    _metadata_faults(req.metadata, "metadata", faults)
+    if not _is_int(req.community_id) or req.community_id <= 0:
+        faults.add(ErrorCode.MALFORMED_ID, "community_id")
+    ids_ok = True
+    named = [(p.account_id, f"postings[{i}].account_id") for i, p in enumerate(req.postings)]
+    for value, name in (*named, (req.transfer_id, "transfer_id"), (req.actor_id, "actor_id")):
+        if value is not None and not isinstance(value, uuid.UUID):
+            try:
+                parse_uuid(value, name)
+            except LedgerError as exc:
+                faults.offer(exc)
+                ids_ok = ids_ok and not name.startswith("postings")
+    if not isinstance(req.idempotency_key, str) or not _KEY_RE.fullmatch(req.idempotency_key):
+        faults.add(ErrorCode.INVALID_IDEMPOTENCY_KEY, "idempotency_key")
+    if not isinstance(req.kind, str) or not _KIND_RE.fullmatch(req.kind):
+        faults.add(ErrorCode.INVALID_KIND, "kind")
+    return ids_ok
+
+
+def _posting_faults(
+    postings: tuple[Posting, ...] | list[Posting], faults: _FirstFault, *, ids_ok: bool
+) -> None:
+    """Units, posting count, amounts, duplicate accounts and the zero sum per unit."""
+    units_ok = amounts_ok = True
+    for i, p in enumerate(postings):
         if not isinstance(p.unit, Unit):
-            raise LedgerError(ErrorCode.INVALID_UNIT, field=f"postings[{i}].unit")
-    if not req.postings:
-        raise LedgerError(ErrorCode.NO_POSTINGS, field="postings")
-    if len(req.postings) > MAX_POSTINGS:
-        raise LedgerError(ErrorCode.TOO_MANY_POSTINGS, field="postings", max=MAX_POSTINGS)
-    for i, p in enumerate(req.postings):
-        check_amount(p.amount, f"postings[{i}].amount")
-    if len({p.account_id for p in req.postings}) != len(req.postings):
-        raise LedgerError(ErrorCode.DUPLICATE_ACCOUNT, field="postings")
-    check_zero_sum(req.postings)
-    _check_times(req)
+            faults.add(ErrorCode.INVALID_UNIT, f"postings[{i}].unit")
+            units_ok = False
+        code = _amount_fault(p.amount)
+        if code is not None:
+            faults.add(code, f"postings[{i}].amount")
+            amounts_ok = amounts_ok and _is_int(p.amount)
+    if not postings:
+        faults.add(ErrorCode.NO_POSTINGS, "postings")
+    elif len(postings) > MAX_POSTINGS:
+        faults.offer(LedgerError(ErrorCode.TOO_MANY_POSTINGS, field="postings", max=MAX_POSTINGS))
+    if ids_ok and len({p.account_id for p in postings}) != len(postings):
+        faults.add(ErrorCode.DUPLICATE_ACCOUNT, "postings")
+    if units_ok and amounts_ok:
+        try:
+            check_zero_sum(postings)
+        except LedgerError as exc:
+            faults.offer(exc)
 
 
-def _check_times(req: TransferRequest) -> None:
-    if req.effective_us is not None and (not isinstance(req.effective_us, int) or req.effective_us < 0):
-        raise LedgerError(ErrorCode.MALFORMED_REQUEST, field="effective_us")
+def _time_faults(req: TransferRequest, faults: _FirstFault) -> None:
     if req.timeout_us is not None and (
-        req.phase != Phase.PENDING or not isinstance(req.timeout_us, int) or req.timeout_us <= 0
+        req.phase != Phase.PENDING or not _is_int(req.timeout_us) or req.timeout_us <= 0
     ):
-        raise LedgerError(ErrorCode.INVALID_TIMEOUT, field="timeout_us")
+        faults.add(ErrorCode.INVALID_TIMEOUT, "timeout_us")
     for i, p in enumerate(req.postings):
         if p.expires_at_us is not None and (
-            p.amount < 0
-            or p.unit != Unit.POINTS
-            or not isinstance(p.expires_at_us, int)
+            not _is_int(p.expires_at_us)
             or p.expires_at_us < 0
+            or p.unit != Unit.POINTS
+            or not _is_int(p.amount)
+            or p.amount < 0
         ):
-            raise LedgerError(ErrorCode.INVALID_EXPIRY, field=f"postings[{i}].expires_at_us")
+            faults.add(ErrorCode.INVALID_EXPIRY, f"postings[{i}].expires_at_us")
 
 
 def check_zero_sum(postings: tuple[Posting, ...] | list[Posting]) -> None:

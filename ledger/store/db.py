@@ -1,4 +1,4 @@
-"""Connections: owner URLs for migrations, runtime pools that act as the restricted app role."""
+"""Connections: owner URLs for migrations, runtime pools that log in as the restricted app role."""
 
 from __future__ import annotations
 
@@ -10,9 +10,14 @@ from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 from sqlalchemy.engine import URL
 
-# The runtime role created by migration 0001: SELECT everywhere, INSERT on the append-only tables,
-# UPDATE only on balance rows. Runtime connections assume it at connect time.
+# The runtime role created by migrations 0001/0002: SELECT everywhere, INSERT on the append-only
+# tables, UPDATE only on balance rows. Runtime connections log in as it; it is a member of no role.
 APP_ROLE = "vledger_app"
+
+
+class RuntimeRoleError(RuntimeError):
+    """A runtime connection is not the restricted role it must be (refuse to serve with it)."""
+
 
 Conn = Connection[TupleRow]
 
@@ -37,20 +42,43 @@ def sqlalchemy_url(conninfo: str) -> URL:
     )
 
 
-def app_conninfo(owner_url: str) -> str:
-    """The owner's connection string, switched to the runtime role for every session it opens."""
+def app_conninfo(owner_url: str, app_url: str | None = None) -> str:
+    """Where runtime sessions log in: ``app_url`` when given, else the owner's server as the app role.
+
+    The derived form drops the owner's password; it suits servers that trust local connections (the
+    embedded one, CI's). Servers with password authentication pass ``VLEDGER_APP_DATABASE_URL``.
+    """
+    if app_url:
+        return app_url
     params: dict[str, Any] = conninfo_to_dict(owner_url)
-    options = str(params.get("options") or "")
-    params["options"] = f"{options} -c role={APP_ROLE}".strip()
+    params.pop("password", None)
+    params["user"] = APP_ROLE
     return make_conninfo(**params)
 
 
+def check_runtime_role(conn: Conn) -> None:
+    """Fail unless the session is the app role and cannot become anyone else."""
+    row = conn.execute(
+        "SELECT session_user, current_user, r.rolsuper, r.rolbypassrls,"
+        " EXISTS (SELECT FROM pg_auth_members m WHERE m.member = r.oid)"
+        " FROM pg_roles r WHERE r.rolname = session_user"
+    ).fetchone()
+    if row is None or row[0] != APP_ROLE or row[1] != APP_ROLE or any(row[2:]):
+        raise RuntimeRoleError(f"runtime connections must log in as {APP_ROLE} with no other role")
+    conn.rollback()
+
+
 def open_pool(
-    owner_url: str, *, min_size: int = 2, max_size: int = 20, name: str = "vledger"
+    owner_url: str,
+    *,
+    app_url: str | None = None,
+    min_size: int = 2,
+    max_size: int = 20,
+    name: str = "vledger",
 ) -> ConnectionPool[Conn]:
     """A psycopg pool of runtime-role connections; prepared statements on (the hot path repeats)."""
     pool: ConnectionPool[Conn] = ConnectionPool(
-        app_conninfo(owner_url),
+        app_conninfo(owner_url, app_url),
         min_size=min_size,
         max_size=max_size,
         name=name,
@@ -58,4 +86,10 @@ def open_pool(
         kwargs={"prepare_threshold": 0, "autocommit": False},
     )
     pool.open(wait=True, timeout=30)
+    try:
+        with pool.connection() as conn:
+            check_runtime_role(conn)
+    except BaseException:
+        pool.close()
+        raise
     return pool

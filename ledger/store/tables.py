@@ -16,6 +16,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKeyConstraint,
+    Identity,
     Index,
     LargeBinary,
     SmallInteger,
@@ -39,7 +40,9 @@ def _ts(nullable: bool = False, **kw: Any) -> Any:
 
 class Region(SQLModel, table=True):
     __tablename__ = "region"
-    region_id: int | None = _big(primary_key=True, default=None)
+    region_id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, Identity(always=False), primary_key=True)
+    )
     code: str = Field(unique=True)
     name: str
     cross_community: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
@@ -48,7 +51,9 @@ class Region(SQLModel, table=True):
 
 class Community(SQLModel, table=True):
     __tablename__ = "community"
-    community_id: int | None = _big(primary_key=True, default=None)
+    community_id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, Identity(always=False), primary_key=True)
+    )
     region_id: int = _big(foreign_key="region.region_id")
     code: str = Field(unique=True)
     name: str
@@ -239,7 +244,10 @@ class LogHead(SQLModel, table=True):
     __tablename__ = "log_head"
     community_id: int = _big(primary_key=True, foreign_key="community.community_id")
     size: int = _big(default=0, sa_column_kwargs={"server_default": text("0")})
-    last_hash: bytes = Field(sa_type=LargeBinary)
+    # The empty log's "previous hash": 32 zero bytes.
+    last_hash: bytes = Field(
+        sa_type=LargeBinary, sa_column_kwargs={"server_default": text(f"'\\x{'00' * 32}'::bytea")}
+    )
 
 
 class LogLeaf(SQLModel, table=True):

@@ -283,12 +283,6 @@ def test_credit_limit_is_the_floor(env: Env, communities: Communities) -> None:
 # ------------------------------------------------------------------------------------ precedence
 
 
-def _bug(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(
-        strict=True, reason=f"BUG ledger/domain/transfers.py validate_transfer: {reason}"
-    )
-
-
 Build = Callable[["Env", uuid.UUID], TransferRequest]
 
 # (faults the request has, how to build it): the code reported must be the earliest fault in ErrorCode.
@@ -373,45 +367,32 @@ _PRECEDENCE_CASES = [
         lambda e, ghost: e.request(((e.closed_coins, C, -1000), (e.carol, C, 1000)), key="k-ac"),
         id="closed+insufficient",
     ),
-    # Cases where validate_transfer does not follow the documented order (ledger/domain/errors.py:
-    # "the one reported is the first in the order below").
+    # MALFORMED_REQUEST comes first even when written after other faults; per-posting checks are
+    # compared across postings; metadata overflow comes after units.
     pytest.param(
         {ErrorCode.MALFORMED_REQUEST, ErrorCode.MALFORMED_ID},
         lambda e, ghost: e.request((("x", P, -1), (e.bob, P, 1)), metadata={"rate": 1.5}),
         id="float-metadata+malformed-id",
-        marks=_bug(
-            "MALFORMED_REQUEST (first in ErrorCode) is raised by check_metadata and the phase "
-            "check only after ids, key and kind are checked, so MALFORMED_ID is reported"
-        ),
     ),
     pytest.param(
         {ErrorCode.MALFORMED_REQUEST, ErrorCode.INVALID_KIND},
         lambda e, ghost: e.request(((e.alice, P, -1), (e.bob, P, 1)), kind="Bad Kind", phase=Phase.POST),
         id="bad-phase+bad-kind",
-        marks=_bug("the phase check (MALFORMED_REQUEST) runs after the kind check (INVALID_KIND)"),
     ),
     pytest.param(
         {ErrorCode.MALFORMED_REQUEST, ErrorCode.UNBALANCED_POSTINGS},
         lambda e, ghost: e.request(((e.alice, P, -1), (e.bob, P, 2)), effective_us=-1),
         id="negative-effective-time+unbalanced",
-        marks=_bug("effective_us (MALFORMED_REQUEST) is checked in _check_times, after check_zero_sum"),
     ),
     pytest.param(
         {ErrorCode.INVALID_AMOUNT, ErrorCode.AMOUNT_OVERFLOW},
         lambda e, ghost: e.request(((e.alice, P, 2**60), (e.bob, P, 0))),
         id="overflow-then-zero-amount",
-        marks=_bug(
-            "check_amount checks zero and overflow per posting, so an overflow in an earlier "
-            "posting wins over a zero amount (INVALID_AMOUNT) in a later one"
-        ),
     ),
     pytest.param(
         {ErrorCode.INVALID_UNIT, ErrorCode.AMOUNT_OVERFLOW},
         lambda e, ghost: e.request(((e.alice, "hours", -1), (e.bob, "hours", 1)), metadata={"n": 2**60}),
         id="bad-unit+metadata-overflow",
-        marks=_bug(
-            "check_metadata raises AMOUNT_OVERFLOW for a big metadata integer before units are checked"
-        ),
     ),
 ]
 
@@ -648,12 +629,6 @@ def test_open_account_in_unknown_community(communities: Communities) -> None:
     assert exc_info.value.code == ErrorCode.COMMUNITY_NOT_FOUND
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG ledger/domain/transfers.py _KEY_RE/_KIND_RE and ledger/domain/ids.py _UUID_RE use '$' with "
-    "re.match, which accepts a trailing newline: the request passes validation and then fails in the leaf "
-    "encoder with ledger.audit.jcs.CanonicalError (or ValueError from uuid.UUID), i.e. a 500, not its code",
-)
 @pytest.mark.parametrize(
     ("change", "code"),
     [

@@ -378,21 +378,7 @@ def test_each_fault_alone_has_its_code(name: str) -> None:
     assert _reported(name) == FAULTS[name][0]
 
 
-def test_every_pair_of_faults_reports_the_earlier_code_except_malformed_request() -> None:
-    """Green today: only pairs with a MALFORMED_REQUEST fault break the order (see the xfail below)."""
-    violations = _precedence_violations()
-    assert [v for v in violations if ErrorCode.MALFORMED_REQUEST not in (v[2], v[3])] == []
-    assert len(violations) < len(FAULTS) ** 2  # the check compared something
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG ledger/domain/transfers.py validate_transfer: MALFORMED_REQUEST is first in ErrorCode, "
-    "but float metadata (check_metadata), the phase check and effective_us (_check_times) are checked "
-    "after ids, key, kind (and, for effective_us, after every posting check), e.g. "
-    "{metadata: {r: 1.5}, transfer_id: 'transfer_id'} reports MALFORMED_ID",
-)
-def test_malformed_request_is_reported_first() -> None:
+def test_every_pair_of_faults_reports_the_earlier_code() -> None:
     assert _precedence_violations() == []
 
 
@@ -426,13 +412,6 @@ def test_idempotency_key_alphabet_and_length() -> None:
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG ledger/domain/transfers.py _KEY_RE/_KIND_RE and ledger/domain/ids.py _UUID_RE end in '$', "
-    "which also matches before a trailing newline (re.match): 'k\\n' passes as a key and 'move\\n' as a "
-    "kind (the leaf encoder then raises CanonicalError, a 500), and parse_uuid('<uuid>\\n') raises "
-    "ValueError instead of MALFORMED_ID; use fullmatch or \\Z",
-)
 @pytest.mark.parametrize(
     ("change", "code"),
     [
