@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from operator import itemgetter
 
-from ledger.audit.jcs import MAX_SAFE_INTEGER, CanonicalError, canonical_members, parse_canonical
+from ledger.audit.jcs import (
+    MAX_SAFE_INTEGER,
+    CanonicalError,
+    canonical_json,
+    canonical_members,
+    parse_canonical,
+)
 
 __all__ = [
     "LEAF_VERSION",
@@ -23,6 +31,7 @@ __all__ = [
     "node_hash",
     "origin_for",
     "transfer_leaf_body",
+    "transfer_leaf_template",
 ]
 
 #: Format version written in every leaf's "v" key.
@@ -33,6 +42,8 @@ ZERO_HASH = bytes(32)
 TRANSFER_PHASES = frozenset({"single", "pending", "post", "void"})
 
 _HASH_LEN = 32
+#: An id as a UUID or as text (the write paths pass the canonical text they already have).
+Id = uuid.UUID | str
 _PREV_HEX = re.compile(r"[0-9a-f]{64}")
 # Keys the log fills in at append time; everything else is in the body.
 _CHAIN_KEYS = ("index", "prev")
@@ -163,6 +174,142 @@ def transfer_leaf_body(
         "pending_id": None if pending_id is None else _text("pending_id", pending_id),
         "timeout_us": None if timeout_us is None else _integer("timeout_us", timeout_us),
     }
+
+
+def transfer_leaf_template(
+    *,
+    origin: str,
+    transfer_id: Id,
+    kind: str,
+    phase: str,
+    effective_us: int,
+    recorded_us: int,
+    actor: Id | None,
+    idempotency_key: str,
+    postings: Sequence[tuple[Id, str, int]],
+    reverses: Id | None,
+    pending_id: Id | None,
+    timeout_us: int | None,
+) -> LeafTemplate:
+    """``leaf_template(transfer_leaf_body(...))`` with ids as UUIDs (or their text), written directly.
+
+    The write paths call this once per transfer. Keys are fixed, so the members are formatted in
+    their sorted order without building a dict; a value the direct form cannot write as it is (text
+    that needs escaping or NFC checks, a number out of range) takes the general encoder, which gives
+    the same bytes or the same error. tests/unit/test_leaf.py compares the two.
+    """
+    plain = _plain_ascii
+    if not (
+        plain(kind)
+        and plain(idempotency_key)
+        and plain(phase)
+        and phase in TRANSFER_PHASES
+        and _small_int(effective_us)
+        and _small_int(recorded_us)
+        and (timeout_us is None or _small_int(timeout_us))
+        and _plain_id(transfer_id)
+        and (actor is None or _plain_id(actor))
+        and (reverses is None or _plain_id(reverses))
+        and (pending_id is None or _plain_id(pending_id))
+        and postings
+        and _plain_postings(postings)
+    ):
+        return _general_template(
+            origin, transfer_id, kind, phase, effective_us, recorded_us, actor, idempotency_key,
+            postings, reverses, pending_id, timeout_us,
+        )  # fmt: skip
+    items = ",".join(f'["{a}","{u}",{n}]' for a, u, n in postings)
+    prefix = (
+        f'{{"actor":{_json_id(actor)},"effective_us":{effective_us},"id":"{transfer_id}",'
+        f'"idempotency_key":"{idempotency_key}","index":'
+    )
+    middle = (
+        f',"kind":"{kind}","origin":{_origin_json(origin)},"pending_id":{_json_id(pending_id)},'
+        f'"phase":"{phase}","postings":[{items}],"prev":"'
+    )
+    timeout = "null" if timeout_us is None else str(timeout_us)
+    suffix = (
+        f'","recorded_us":{recorded_us},"reverses":{_json_id(reverses)},"timeout_us":{timeout},'
+        f'"type":"transfer","v":{LEAF_VERSION}}}'
+    )
+    return LeafTemplate(prefix.encode(), middle.encode(), suffix.encode())
+
+
+def _general_template(
+    origin: str,
+    transfer_id: Id,
+    kind: str,
+    phase: str,
+    effective_us: int,
+    recorded_us: int,
+    actor: Id | None,
+    idempotency_key: str,
+    postings: Sequence[tuple[Id, str, int]],
+    reverses: Id | None,
+    pending_id: Id | None,
+    timeout_us: int | None,
+) -> LeafTemplate:
+    body = transfer_leaf_body(
+        origin=origin,
+        transfer_id=str(transfer_id),
+        kind=kind,
+        phase=phase,
+        effective_us=effective_us,
+        recorded_us=recorded_us,
+        actor=None if actor is None else str(actor),
+        idempotency_key=idempotency_key,
+        postings=[(str(a), u, n) for a, u, n in postings],
+        reverses=None if reverses is None else str(reverses),
+        pending_id=None if pending_id is None else str(pending_id),
+        timeout_us=timeout_us,
+    )
+    return leaf_template(body)
+
+
+def _plain_ascii(value: object) -> bool:
+    """A str written between quotes as it is: printable ASCII without quote or backslash."""
+    return (
+        isinstance(value, str)
+        and value.isascii()
+        and value.isprintable()
+        and '"' not in value
+        and "\\" not in value
+    )
+
+
+def _small_int(value: object) -> bool:
+    return type(value) is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+
+
+def _plain_id(value: object) -> bool:
+    return type(value) is uuid.UUID or _plain_ascii(value)
+
+
+def _plain_postings(postings: Sequence[tuple[Id, str, int]]) -> bool:
+    totals: dict[str, int] = {}
+    for posting in postings:
+        if len(posting) != 3:
+            return False
+        account_id, unit, amount = posting
+        if (
+            type(account_id) is not uuid.UUID
+            or not _plain_ascii(unit)
+            or not _small_int(amount)
+            or not amount
+        ):
+            return False
+        totals[unit] = totals.get(unit, 0) + amount
+    return not any(totals.values())
+
+
+def _json_id(value: Id | None) -> str:
+    return "null" if value is None else f'"{value}"'
+
+
+@lru_cache(maxsize=256)
+def _origin_json(origin: str) -> str:
+    """The canonical JSON of an origin (validated and escaped once per origin, not per leaf)."""
+    return canonical_json(_text("origin", origin)).decode()
 
 
 def _text(name: str, value: object) -> str:

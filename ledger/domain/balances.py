@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ledger.domain.accounts import AccountFlags
 from ledger.domain.errors import ErrorCode, LedgerError
@@ -26,6 +26,10 @@ class BalanceState:
     pending_in: int = 0
     pending_out: int = 0
     version: int = 0
+    non_negative: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.non_negative = AccountFlags.NON_NEGATIVE in self.flags
 
     @property
     def available(self) -> int:
@@ -54,7 +58,7 @@ class BalanceState:
             raise LedgerError(ErrorCode.BALANCE_OVERFLOW, account_id=str(self.account_id))
         assert self.pending_in >= 0 and self.pending_out >= 0, "pending totals cannot go negative"
         if (
-            AccountFlags.NON_NEGATIVE in self.flags
+            self.non_negative
             and self.available < before
             and self.available < -self.credit_limit
         ):

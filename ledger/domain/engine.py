@@ -24,10 +24,15 @@ class AccountInfo:
     flags: AccountFlags
     credit_limit: int
     buckets: int
+    # Derived from ``flags`` once (flag tests are on the per-posting path).
+    hot: bool = field(init=False)
+    holds_lots: bool = field(init=False)
+    closed: bool = field(init=False)
 
-    @property
-    def hot(self) -> bool:
-        return AccountFlags.HOT in self.flags
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hot", AccountFlags.HOT in self.flags)
+        object.__setattr__(self, "holds_lots", AccountFlags.LOTS in self.flags)
+        object.__setattr__(self, "closed", AccountFlags.CLOSED in self.flags)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,12 @@ class Effects:
 
 def check_accounts(planned: Sequence[Planned], accounts: dict[uuid.UUID, AccountInfo]) -> None:
     """Existence, then unit, then closed: each check over all postings before the next one."""
+    for p in planned:  # one pass when all is well (the common case)
+        info = accounts.get(p.account_id)
+        if info is None or info.unit != p.unit or info.closed:
+            break
+    else:
+        return
     for p in planned:
         if p.account_id not in accounts:
             raise LedgerError(ErrorCode.ACCOUNT_NOT_FOUND, account_id=str(p.account_id))
@@ -89,7 +100,7 @@ def check_accounts(planned: Sequence[Planned], accounts: dict[uuid.UUID, Account
         if accounts[p.account_id].unit != p.unit:
             raise LedgerError(ErrorCode.UNIT_MISMATCH, account_id=str(p.account_id))
     for p in planned:
-        if AccountFlags.CLOSED in accounts[p.account_id].flags:
+        if accounts[p.account_id].closed:
             raise LedgerError(ErrorCode.ACCOUNT_CLOSED, account_id=str(p.account_id))
 
 
@@ -122,7 +133,7 @@ def apply_postings(
             row = PostingRow(
                 seq, p.account_id, p.unit, p.phase, p.amount, state.posted, state.version, p.expires_at_us
             )
-            if AccountFlags.LOTS in info.flags:
+            if info.holds_lots:
                 _apply_lots(seq, p, earned_us, lots.setdefault(p.account_id, []), effects, new_id)
         rows.append(row)
     effects.postings.extend(rows)

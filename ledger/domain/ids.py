@@ -25,22 +25,37 @@ def uuid7() -> uuid.UUID:
     Time-ordered keys keep B-tree inserts on the right edge of the index, which matters for the
     append-only transfer and posting tables.
     """
-    global _last_ms, _counter  # noqa: PLW0603 - process-wide monotonic state is the point
+    return uuid7_many(1)[0]
+
+
+def uuid7_many(n: int) -> list[uuid.UUID]:
+    """``n`` UUIDv7s in increasing order, as if from ``n`` calls of uuid7 (one lock, one urandom)."""
+    global _last_ms, _counter
+    out: list[uuid.UUID] = []
+    if n <= 0:
+        return out
+    randoms = os.urandom(8 * n)
     with _lock:
         now_ms = time.time_ns() // 1_000_000
-        if now_ms <= _last_ms:
-            _counter += 1
-            if _counter >= 1 << 12:  # counter exhausted within one millisecond: borrow the next one
-                _last_ms += 1
-                _counter = 0
-            now_ms = _last_ms
-        else:
-            _last_ms = now_ms
-            _counter = 0
-        rand_a = _counter
-    rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
-    value = (now_ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
-    return uuid.UUID(int=value)
+        last_ms, counter = _last_ms, _counter
+        if now_ms > last_ms:
+            last_ms, counter = now_ms, -1
+        for k in range(n):
+            counter += 1
+            if counter >= 1 << 12:  # counter exhausted within one millisecond: borrow the next one
+                last_ms += 1
+                counter = 0
+            rand_b = int.from_bytes(randoms[8 * k : 8 * k + 8], "big") & _RAND_B_MASK
+            value = (last_ms & _MS_MASK) << 80 | _VERSION_BITS | counter << 64 | _VARIANT_BITS | rand_b
+            out.append(uuid.UUID(int=value))
+        _last_ms, _counter = last_ms, counter
+    return out
+
+
+_MS_MASK = (1 << 48) - 1
+_RAND_B_MASK = (1 << 62) - 1
+_VERSION_BITS = 0x7 << 76
+_VARIANT_BITS = 0b10 << 62
 
 
 def parse_uuid(value: object, field: str) -> uuid.UUID:

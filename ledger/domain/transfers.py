@@ -65,19 +65,21 @@ class TransferRequest:
     metadata: dict[str, object] = field(default_factory=dict)
 
     def request_hash(self) -> bytes:
-        """SHA-256 over what the client asked for; two requests with one key must hash alike."""
-        body = {
-            "community_id": self.community_id,
-            "kind": self.kind,
-            "phase": str(self.phase),
-            "postings": [[str(p.account_id), str(p.unit), p.amount, p.expires_at_us] for p in self.postings],
-            "effective_us": self.effective_us,
-            "actor_id": str(self.actor_id) if self.actor_id else None,
-            "transfer_id": str(self.transfer_id) if self.transfer_id else None,
-            "timeout_us": self.timeout_us,
-            "metadata": self.metadata,
-        }
-        return _hash_json(body)
+        """SHA-256 over what the client asked for; two requests with one key must hash alike.
+
+        Call it on a validated request: fields are then ids, restricted text and integers, none of
+        which contains the separators (ASCII 0x1d-0x1f), so the encoding is unambiguous.
+        """
+        postings = "\x1d".join(
+            f"{p.account_id}\x1e{p.unit.value}\x1e{p.amount}\x1e{p.expires_at_us}" for p in self.postings
+        )
+        metadata = _METADATA_JSON(self.metadata) if self.metadata else "{}"
+        text = (
+            f"transfer/2\x1f{self.community_id}\x1f{self.kind}\x1f{self.phase.value}\x1f{postings}"
+            f"\x1f{self.effective_us}\x1f{self.actor_id}\x1f{self.transfer_id}\x1f{self.timeout_us}"
+            f"\x1f{metadata}"
+        )
+        return hashlib.sha256(text.encode()).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +125,9 @@ class ReverseRequest:
                 "reason": self.reason,
             }
         )
+
+
+_METADATA_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _hash_json(body: dict[str, object]) -> bytes:

@@ -15,16 +15,24 @@ from dataclasses import dataclass
 
 from psycopg_pool import ConnectionPool
 
-from ledger.audit.leaf import leaf_hash, leaf_template, transfer_leaf_body
+from ledger.audit.leaf import leaf_hash, transfer_leaf_template
 from ledger.domain.engine import Effects, Planned, PostingRow, apply_postings
 from ledger.domain.errors import ErrorCode, LedgerError
-from ledger.domain.ids import uuid7
+from ledger.domain.ids import uuid7, uuid7_many
 from ledger.domain.transfers import Phase, TransferRequest, validate_transfer
 from ledger.store import batch_repo as bsql
 from ledger.store import ledger_repo as sql
 from ledger.store.db import Conn
 
 MAX_BATCH = 100_000
+
+
+class _Times(dict[int | None, object]):
+    """Microseconds to datetimes, memoised: a batch repeats a few instants many times."""
+
+    def __missing__(self, us: int | None) -> object:
+        value = self[us] = sql.to_dt(us)
+        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +59,7 @@ def _prepare(requests: Sequence[TransferRequest]) -> tuple[int, list[_Item]]:
     community_id = requests[0].community_id
     items: list[_Item] = []
     seen: dict[str, bytes] = {}
+    new_ids = uuid7_many(len(requests))
     for i, req in enumerate(requests):
         try:
             validate_transfer(req)
@@ -62,7 +71,7 @@ def _prepare(requests: Sequence[TransferRequest]) -> tuple[int, list[_Item]]:
         digest = req.request_hash()
         if seen.setdefault(req.idempotency_key, digest) != digest:
             raise LedgerError(ErrorCode.IDEMPOTENCY_CONFLICT, field="idempotency_key", index=i)
-        items.append(_Item(req, req.transfer_id or uuid7(), digest))
+        items.append(_Item(req, req.transfer_id or new_ids[i], digest))
     return community_id, items
 
 
@@ -128,6 +137,9 @@ def _post(conn: Conn, community_id: int, items: list[_Item], clock: Callable[[],
     lots = sql.lot_states(conn.execute(sql.OPEN_LOTS, (community_id, debited)))
 
     recorded_us = clock()
+    to_dt = _Times().__getitem__
+    # Lots are created by credits only: one id per credit posting is enough.
+    lot_ids = iter(uuid7_many(sum(1 for it in new for p in it.req.postings if p.amount > 0)))
     total = Effects()
     lot_rows: list[tuple[object, ...]] = []
     movement_rows: list[tuple[object, ...]] = []
@@ -148,7 +160,7 @@ def _post(conn: Conn, community_id: int, items: list[_Item], clock: Callable[[],
                 balances=balances,
                 lots=lots,
                 effects=effects,
-                new_id=uuid7,
+                new_id=lot_ids.__next__,
             )
         except LedgerError as err:
             err.detail["index"] = position[id(it)]
@@ -163,8 +175,8 @@ def _post(conn: Conn, community_id: int, items: list[_Item], clock: Callable[[],
                 lot.seq,
                 lot.amount,
                 lot.amount,
-                sql.to_dt(lot.earned_us),
-                sql.to_dt(lot.expires_at_us),
+                to_dt(lot.earned_us),
+                to_dt(lot.expires_at_us),
             )
             for lot in effects.new_lots
         )
@@ -174,7 +186,7 @@ def _post(conn: Conn, community_id: int, items: list[_Item], clock: Callable[[],
         applied.append((it, effective_us, rows))
 
     transfer_rows, posting_rows, leaf_rows, first_index, size, prev = _chain(
-        conn, community_id, origin, recorded_us, applied
+        conn, community_id, origin, recorded_us, applied, to_dt
     )
     bsql.copy_rows(conn, "transfer", bsql.TRANSFER_COLUMNS, bsql.TRANSFER_TYPES, transfer_rows)
     bsql.copy_rows(conn, "posting", bsql.POSTING_COLUMNS, bsql.POSTING_TYPES, posting_rows)
@@ -194,6 +206,7 @@ def _chain(
     origin: str,
     recorded_us: int,
     applied: list[tuple[_Item, int, list[PostingRow]]],
+    to_dt: Callable[[int | None], object],
 ) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], list[tuple[object, ...]], int, int, bytes]:
     """Lock the log head and build the transfer, posting and leaf rows, chaining each leaf to the last."""
     head = conn.execute(bsql.LOCK_HEAD, (community_id,)).fetchone()
@@ -203,23 +216,30 @@ def _chain(
     transfer_rows: list[tuple[object, ...]] = []
     posting_rows: list[tuple[object, ...]] = []
     leaf_rows: list[tuple[object, ...]] = []
+    names: dict[uuid.UUID, str] = {}  # account ids repeat across a batch: format each once
+
+    def name(account_id: uuid.UUID) -> str:
+        text = names.get(account_id)
+        if text is None:
+            text = names[account_id] = str(account_id)
+        return text
+
     for it, effective_us, rows in applied:
         req = it.req
-        body = transfer_leaf_body(
+        leaf = transfer_leaf_template(
             origin=origin,
-            transfer_id=str(it.transfer_id),
+            transfer_id=it.transfer_id,
             kind=req.kind,
             phase="single",
             effective_us=effective_us,
             recorded_us=recorded_us,
-            actor=str(req.actor_id) if req.actor_id else None,
+            actor=req.actor_id,
             idempotency_key=req.idempotency_key,
-            postings=[(str(r.account_id), str(r.unit), r.amount) for r in rows],
+            postings=[(name(r.account_id), r.unit.value, r.amount) for r in rows],
             reverses=None,
             pending_id=None,
             timeout_us=None,
-        )
-        leaf = leaf_template(body).render(size, prev)
+        ).render(size, prev)
         prev = leaf_hash(leaf)
         leaf_rows.append((community_id, size, leaf, prev, it.transfer_id))
         size += 1
@@ -229,8 +249,8 @@ def _chain(
                 it.transfer_id,
                 req.kind,
                 "single",
-                sql.to_dt(effective_us),
-                sql.to_dt(recorded_us),
+                to_dt(effective_us),
+                to_dt(recorded_us),
                 req.actor_id,
                 req.idempotency_key,
                 bsql.jsonb(req.metadata),
@@ -242,12 +262,12 @@ def _chain(
                 it.transfer_id,
                 r.seq,
                 r.account_id,
-                str(r.unit),
+                r.unit.value,
                 "single",
                 r.amount,
                 r.balance_after,
                 r.account_version,
-                sql.to_dt(r.expires_at_us),
+                to_dt(r.expires_at_us),
             )
             for r in rows
         )

@@ -23,7 +23,7 @@ from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from ledger.audit.leaf import leaf_template, transfer_leaf_body
+from ledger.audit.leaf import transfer_leaf_template
 from ledger.domain.engine import Effects, Planned, apply_postings
 from ledger.domain.errors import ErrorCode, LedgerError
 from ledger.domain.ids import uuid7
@@ -244,21 +244,20 @@ class Ledger:
             new_id=uuid7,
         )
         timeout_at_us = recorded_us + write.timeout_us if write.timeout_us else None
-        body = transfer_leaf_body(
+        template = transfer_leaf_template(
             origin=origin,
-            transfer_id=str(write.transfer_id),
+            transfer_id=write.transfer_id,
             kind=write.kind,
             phase=str(write.phase),
             effective_us=effective_us,
             recorded_us=recorded_us,
-            actor=str(write.actor_id) if write.actor_id else None,
+            actor=write.actor_id,
             idempotency_key=write.idempotency_key,
-            postings=[(str(r.account_id), str(r.unit), r.amount) for r in rows],
-            reverses=str(write.reverses_id) if write.reverses_id else None,
-            pending_id=str(write.pending_id) if write.pending_id else None,
+            postings=[(r.account_id, str(r.unit), r.amount) for r in rows],
+            reverses=write.reverses_id,
+            pending_id=write.pending_id,
             timeout_us=timeout_at_us,
         )
-        template = leaf_template(body)
         with conn.pipeline():
             cur = conn.cursor()
             sql.insert_transfer(

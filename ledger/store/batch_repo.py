@@ -98,5 +98,9 @@ LEAF_COLUMNS = ("community_id", "idx", "leaf", "leaf_hash", "transfer_id")
 LEAF_TYPES = ("int8", "int8", "bytea", "bytea", "uuid")
 
 
+# Most transfers carry no metadata: one shared wrapper skips a json.dumps per row.
+_EMPTY_JSONB = Jsonb({}, dumps=lambda _: "{}")
+
+
 def jsonb(value: dict[str, object]) -> Jsonb:
-    return Jsonb(value)
+    return Jsonb(value) if value else _EMPTY_JSONB

@@ -71,12 +71,11 @@ INSERT INTO posting (community_id, transfer_id, seq, account_id, unit, phase, am
 SELECT %s, %s, * FROM unnest(%s::int2[], %s::uuid[], %s::text[], %s::text[], %s::int8[], %s::int8[],
                              %s::int8[], %s::timestamptz[])
 """
-UPDATE_BALANCES = """
-UPDATE balance b SET posted = u.posted, pending_in = u.pending_in, pending_out = u.pending_out,
-                     version = u.version
-FROM unnest(%s::uuid[], %s::int8[], %s::int8[], %s::int8[], %s::int8[])
-     AS u(account_id, posted, pending_in, pending_out, version)
-WHERE b.community_id = %s AND b.account_id = u.account_id AND b.bucket = 0
+# One statement per row, pipelined: a join with unnest() gets a generic plan (prepared statements)
+# that walks every balance row of the community instead of looking each account up.
+UPDATE_BALANCE = """
+UPDATE balance SET posted = %s, pending_in = %s, pending_out = %s, version = %s
+WHERE community_id = %s AND account_id = %s AND bucket = 0
 """
 UPDATE_HOT_BUCKET = """
 UPDATE balance SET posted = posted + %s, pending_in = pending_in + %s, pending_out = pending_out + %s,
@@ -210,16 +209,9 @@ def update_balance_rows(
     """
     if effects.touched:
         states = [balances[a] for a in sorted(effects.touched)]
-        cur.execute(
-            UPDATE_BALANCES,
-            (
-                [s.account_id for s in states],
-                [s.posted for s in states],
-                [s.pending_in for s in states],
-                [s.pending_out for s in states],
-                [s.version for s in states],
-                community_id,
-            ),
+        cur.executemany(
+            UPDATE_BALANCE,
+            [(s.posted, s.pending_in, s.pending_out, s.version, community_id, s.account_id) for s in states],
         )
     for account_id in sorted(effects.hot_deltas):
         posted, pending_in, pending_out = effects.hot_deltas[account_id]

@@ -2,7 +2,9 @@
 
 Ledger tables lead every primary, unique and foreign key with ``community_id`` so that the schema can
 be distributed by community; ``REFERENCE_TABLES`` are the exceptions (replicated, not distributed).
-The hot write paths use SQL in ``ledger.store.ledger_sql``; these models serve reads and tooling.
+The hot write paths use SQL in ``ledger.store.ledger_repo`` and ``batch_repo``; these models serve
+reads and tooling. The append-only tables have no per-row foreign keys (migration 0003); the
+invariant checker verifies their references.
 """
 
 from __future__ import annotations
@@ -114,7 +116,6 @@ class Balance(SQLModel, table=True):
 class Transfer(SQLModel, table=True):
     __tablename__ = "transfer"
     __table_args__ = (
-        ForeignKeyConstraint(["community_id"], ["community.community_id"]),
         ForeignKeyConstraint(
             ["community_id", "reverses_id"], ["transfer.community_id", "transfer.transfer_id"]
         ),
@@ -161,13 +162,7 @@ class Transfer(SQLModel, table=True):
 
 class Posting(SQLModel, table=True):
     __tablename__ = "posting"
-    __table_args__ = (
-        ForeignKeyConstraint(
-            ["community_id", "transfer_id"], ["transfer.community_id", "transfer.transfer_id"]
-        ),
-        ForeignKeyConstraint(["community_id", "account_id"], ["account.community_id", "account.account_id"]),
-        Index("posting_by_account", "community_id", "account_id", "transfer_id"),
-    )
+    __table_args__ = (Index("posting_by_account", "community_id", "account_id", "transfer_id"),)
     community_id: int = _big(primary_key=True)
     transfer_id: uuid.UUID = Field(primary_key=True)
     seq: int = Field(primary_key=True, sa_type=SmallInteger)
@@ -183,10 +178,6 @@ class Posting(SQLModel, table=True):
 class Lot(SQLModel, table=True):
     __tablename__ = "lot"
     __table_args__ = (
-        ForeignKeyConstraint(
-            ["community_id", "transfer_id", "seq"],
-            ["posting.community_id", "posting.transfer_id", "posting.seq"],
-        ),
         Index(
             "lot_open_by_account",
             "community_id",
@@ -215,13 +206,6 @@ class Lot(SQLModel, table=True):
 
 class LotMovement(SQLModel, table=True):
     __tablename__ = "lot_movement"
-    __table_args__ = (
-        ForeignKeyConstraint(
-            ["community_id", "transfer_id", "seq"],
-            ["posting.community_id", "posting.transfer_id", "posting.seq"],
-        ),
-        ForeignKeyConstraint(["community_id", "lot_id"], ["lot.community_id", "lot.lot_id"]),
-    )
     community_id: int = _big(primary_key=True)
     transfer_id: uuid.UUID = Field(primary_key=True)
     seq: int = Field(primary_key=True, sa_type=SmallInteger)
@@ -231,7 +215,6 @@ class LotMovement(SQLModel, table=True):
 
 class Idempotency(SQLModel, table=True):
     __tablename__ = "idempotency"
-    __table_args__ = (ForeignKeyConstraint(["community_id"], ["community.community_id"]),)
     community_id: int = _big(primary_key=True)
     key: str = Field(primary_key=True)
     request_hash: bytes = Field(sa_type=LargeBinary)
@@ -253,7 +236,6 @@ class LogHead(SQLModel, table=True):
 class LogLeaf(SQLModel, table=True):
     __tablename__ = "log_leaf"
     __table_args__ = (
-        ForeignKeyConstraint(["community_id"], ["community.community_id"]),
         Index(
             "log_leaf_by_transfer",
             "community_id",

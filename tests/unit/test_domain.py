@@ -25,7 +25,7 @@ from ledger.domain.accounts import (
 )
 from ledger.domain.balances import BalanceState
 from ledger.domain.errors import ErrorCode, LedgerError
-from ledger.domain.ids import parse_uuid, uuid7
+from ledger.domain.ids import parse_uuid, uuid7, uuid7_many
 from ledger.domain.lots import LotState, consume, restore
 from ledger.domain.transfers import (
     MAX_AMOUNT,
@@ -534,6 +534,18 @@ def test_uuid7_stays_monotonic_when_the_clock_stalls_or_steps_back(monkeypatch: 
     assert {v.int >> 80 for v in first} == {1_700_000_000_000, 1_700_000_000_001}
 
 
+def test_uuid7_many_continues_the_same_sequence(monkeypatch: pytest.MonkeyPatch) -> None:
+    now_ns = [1_700_000_000_000 * 1_000_000]
+    monkeypatch.setattr(ids, "_last_ms", 0)
+    monkeypatch.setattr(ids, "_counter", 0)
+    monkeypatch.setattr(ids.time, "time_ns", lambda: now_ns[0])
+    values = [uuid7(), *uuid7_many(5000), uuid7(), *uuid7_many(3)]
+    assert uuid7_many(0) == []
+    assert values == sorted(values) and len(set(values)) == len(values)
+    assert all(v.version == 7 and v.variant == uuid.RFC_4122 for v in values)
+    assert {v.int >> 80 for v in values} == {1_700_000_000_000, 1_700_000_000_001}
+
+
 def test_uuid7_is_unique_across_threads() -> None:
     barrier = threading.Barrier(8)
     results: list[list[uuid.UUID]] = [[] for _ in range(8)]
@@ -569,11 +581,12 @@ def test_request_hash_is_stable() -> None:
     assert (
         req.request_hash() == request(metadata={"a": "x", "b": 1}).request_hash()
     )  # key order is not meaning
-    # Pinned: idempotency rows store this hash, so it must not change between releases.
+    # Pinned: idempotency rows store this hash, so it must not change between releases (the
+    # "transfer/2" text encoding replaced JSON before the first release).
     assert req.request_hash().hex() == PINNED_HASH
 
 
-PINNED_HASH = "29bc2d3a06996a5e9999aa9693908bcacb021a060294cb901bd586bdf33cc478"
+PINNED_HASH = "bdd46c1ce4a48b8273a0b03e26c758b34cba1e8db4c73a5add8e7f001e43d4ae"
 
 
 @pytest.mark.parametrize(
