@@ -57,11 +57,7 @@ class BalanceState:
         if max(abs(self.posted), self.pending_in, self.pending_out) > MAX_AMOUNT:
             raise LedgerError(ErrorCode.BALANCE_OVERFLOW, account_id=str(self.account_id))
         assert self.pending_in >= 0 and self.pending_out >= 0, "pending totals cannot go negative"
-        if (
-            self.non_negative
-            and self.available < before
-            and self.available < -self.credit_limit
-        ):
+        if self.non_negative and self.available < before and self.available < -self.credit_limit:
             raise LedgerError(
                 ErrorCode.INSUFFICIENT_FUNDS,
                 account_id=str(self.account_id),
