@@ -291,12 +291,7 @@ def _plain_postings(postings: Sequence[tuple[Id, str, int]]) -> bool:
         if len(posting) != 3:
             return False
         account_id, unit, amount = posting
-        if (
-            type(account_id) is not uuid.UUID
-            or not _plain_ascii(unit)
-            or not _small_int(amount)
-            or not amount
-        ):
+        if not _plain_id(account_id) or not _plain_ascii(unit) or not _small_int(amount) or not amount:
             return False
         totals[unit] = totals.get(unit, 0) + amount
     return not any(totals.values())

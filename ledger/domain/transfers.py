@@ -249,19 +249,26 @@ def _envelope_faults(req: TransferRequest, faults: _FirstFault) -> bool:
     if not _is_int(req.community_id) or req.community_id <= 0:
         faults.add(ErrorCode.MALFORMED_ID, "community_id")
     ids_ok = True
-    named = [(p.account_id, f"postings[{i}].account_id") for i, p in enumerate(req.postings)]
-    for value, name in (*named, (req.transfer_id, "transfer_id"), (req.actor_id, "actor_id")):
-        if value is not None and not isinstance(value, uuid.UUID):
-            try:
-                parse_uuid(value, name)
-            except LedgerError as exc:
-                faults.offer(exc)
-                ids_ok = ids_ok and not name.startswith("postings")
+    for i, p in enumerate(req.postings):
+        if type(p.account_id) is not uuid.UUID:
+            ids_ok = _id_ok(p.account_id, f"postings[{i}].account_id", faults) and ids_ok
+    for value, name in ((req.transfer_id, "transfer_id"), (req.actor_id, "actor_id")):
+        if value is not None and type(value) is not uuid.UUID:
+            _id_ok(value, name, faults)
     if not isinstance(req.idempotency_key, str) or not _KEY_RE.fullmatch(req.idempotency_key):
         faults.add(ErrorCode.INVALID_IDEMPOTENCY_KEY, "idempotency_key")
     if not isinstance(req.kind, str) or not _KIND_RE.fullmatch(req.kind):
         faults.add(ErrorCode.INVALID_KIND, "kind")
     return ids_ok
+
+
+def _id_ok(value: object, name: str, faults: _FirstFault) -> bool:
+    try:
+        parse_uuid(value, name)
+    except LedgerError as exc:
+        faults.offer(exc)
+        return False
+    return True
 
 
 def _posting_faults(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from psycopg_pool import ConnectionPool
 
 from ledger.audit.leaf import leaf_hash, transfer_leaf_template
-from ledger.domain.engine import Effects, Planned, PostingRow, apply_postings
+from ledger.domain.engine import Effects, NewLot, Planned, PostingRow, apply_postings
 from ledger.domain.errors import ErrorCode, LedgerError
 from ledger.domain.ids import uuid7, uuid7_many
 from ledger.domain.transfers import Phase, TransferRequest, validate_transfer
@@ -25,14 +25,6 @@ from ledger.store import ledger_repo as sql
 from ledger.store.db import Conn
 
 MAX_BATCH = 100_000
-
-
-class _Times(dict[int | None, object]):
-    """Microseconds to datetimes, memoised: a batch repeats a few instants many times."""
-
-    def __missing__(self, us: int | None) -> object:
-        value = self[us] = sql.to_dt(us)
-        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,148 +129,142 @@ def _post(conn: Conn, community_id: int, items: list[_Item], clock: Callable[[],
     lots = sql.lot_states(conn.execute(sql.OPEN_LOTS, (community_id, debited)))
 
     recorded_us = clock()
-    to_dt = _Times().__getitem__
-    # Lots are created by credits only: one id per credit posting is enough.
-    lot_ids = iter(uuid7_many(sum(1 for it in new for p in it.req.postings if p.amount > 0)))
-    total = Effects()
-    lot_rows: list[tuple[object, ...]] = []
-    movement_rows: list[tuple[object, ...]] = []
-    applied: list[tuple[_Item, int, list[PostingRow]]] = []
-    position = {id(it): i for i, it in enumerate(items)}
-    for it in new:
-        effective_us = it.req.effective_us if it.req.effective_us is not None else recorded_us
-        planned = [
-            Planned(p.account_id, p.unit, p.amount, Phase.SINGLE, expires_at_us=p.expires_at_us)
-            for p in it.req.postings
-        ]
-        effects = Effects()
-        try:
-            rows = apply_postings(
-                planned,
-                earned_us=effective_us,
-                accounts=accounts,
-                balances=balances,
-                lots=lots,
-                effects=effects,
-                new_id=lot_ids.__next__,
-            )
-        except LedgerError as err:
-            err.detail["index"] = position[id(it)]
-            raise
-        _accumulate(total, effects)
-        lot_rows.extend(
-            (
-                community_id,
-                lot.lot_id,
-                lot.account_id,
-                it.transfer_id,
-                lot.seq,
-                lot.amount,
-                lot.amount,
-                to_dt(lot.earned_us),
-                to_dt(lot.expires_at_us),
-            )
-            for lot in effects.new_lots
-        )
-        movement_rows.extend(
-            (community_id, it.transfer_id, seq, lot_id, amount) for seq, lot_id, amount in effects.movements
-        )
-        applied.append((it, effective_us, rows))
-
-    transfer_rows, posting_rows, leaf_rows, first_index, size, prev = _chain(
-        conn, community_id, origin, recorded_us, applied, to_dt
-    )
-    bsql.copy_rows(conn, "transfer", bsql.TRANSFER_COLUMNS, bsql.TRANSFER_TYPES, transfer_rows)
-    bsql.copy_rows(conn, "posting", bsql.POSTING_COLUMNS, bsql.POSTING_TYPES, posting_rows)
-    bsql.copy_rows(conn, "lot", bsql.LOT_COLUMNS, bsql.LOT_TYPES, lot_rows)
-    bsql.copy_rows(conn, "lot_movement", bsql.MOVEMENT_COLUMNS, bsql.MOVEMENT_TYPES, movement_rows)
-    bsql.copy_rows(conn, "log_leaf", bsql.LEAF_COLUMNS, bsql.LEAF_TYPES, leaf_rows)
-    # One bucket per batch for each hot account: a batch is already one lock holder.
-    sql.update_balance_rows(conn.cursor(), community_id, total, balances, accounts, uuid7().int)
-    conn.execute(bsql.SET_HEAD, (size, prev, community_id))
-    conn.commit()
-    return BatchResult(len(new), len(items) - len(new), first_index, size - 1, ids)
-
-
-def _chain(
-    conn: Conn,
-    community_id: int,
-    origin: str,
-    recorded_us: int,
-    applied: list[tuple[_Item, int, list[PostingRow]]],
-    to_dt: Callable[[int | None], object],
-) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], list[tuple[object, ...]], int, int, bytes]:
-    """Lock the log head and build the transfer, posting and leaf rows, chaining each leaf to the last."""
     head = conn.execute(bsql.LOCK_HEAD, (community_id,)).fetchone()
     assert head is not None
-    size, prev = int(head[0]), bytes(head[1])
-    first_index = size
-    transfer_rows: list[tuple[object, ...]] = []
-    posting_rows: list[tuple[object, ...]] = []
-    leaf_rows: list[tuple[object, ...]] = []
-    names: dict[uuid.UUID, str] = {}  # account ids repeat across a batch: format each once
+    out = _Rows(community_id, origin, recorded_us, int(head[0]), bytes(head[1]))
+    total = Effects()
+    # Lots are created by credits only: one id per credit posting is enough.
+    lot_ids = iter(uuid7_many(sum(1 for it in new for p in it.req.postings if p.amount > 0)))
+    position = {id(it): i for i, it in enumerate(items)}
+    # Postings stream to the server while the rest is computed, so its inserts overlap this loop.
+    with conn.cursor().copy(bsql.COPY_POSTINGS) as copy:
+        for it in new:
+            req = it.req
+            effective_us = req.effective_us if req.effective_us is not None else recorded_us
+            lots_before, moves_before = len(total.new_lots), len(total.movements)
+            try:
+                rows = apply_postings(
+                    [
+                        Planned(p.account_id, p.unit, p.amount, Phase.SINGLE, expires_at_us=p.expires_at_us)
+                        for p in req.postings
+                    ],
+                    earned_us=effective_us,
+                    accounts=accounts,
+                    balances=balances,
+                    lots=lots,
+                    effects=total,
+                    new_id=lot_ids.__next__,
+                )
+            except LedgerError as err:
+                err.detail["index"] = position[id(it)]
+                raise
+            out.add(it, effective_us, rows, total.new_lots[lots_before:], total.movements[moves_before:])
+            if len(out.postings) >= _STREAM_ROWS:
+                copy.write("".join(out.postings))
+                out.postings.clear()
+        copy.write("".join(out.postings))
+    out.postings.clear()
+    out.copy_rest(conn)
+    # One bucket per batch for each hot account: a batch is already one lock holder.
+    sql.update_balance_rows(conn.cursor(), community_id, total, balances, accounts, uuid7().int)
+    conn.execute(bsql.SET_HEAD, (out.size, out.prev, community_id))
+    conn.commit()
+    return BatchResult(len(new), len(items) - len(new), out.first_index, out.size - 1, ids)
 
-    def name(account_id: uuid.UUID) -> str:
-        text = names.get(account_id)
+
+# Posting lines sent to the server per write while the batch is computed.
+_STREAM_ROWS = 2000
+_NULL = "\\N"
+
+
+class _Rows:
+    """The batch's rows in COPY text form, and its chain: each leaf links to the one before.
+
+    Text form is written with f-strings. Every value is safe in it as it is: ids, integers, units,
+    timestamps, and kinds and keys whose alphabet (ledger.domain.transfers) has no tab, newline or
+    backslash. JSON metadata is the one value that is escaped.
+    """
+
+    def __init__(self, community_id: int, origin: str, recorded_us: int, size: int, prev: bytes) -> None:
+        self.community_id = community_id
+        self.origin = origin
+        self.recorded_us = recorded_us
+        self.first_index = size
+        self.size = size
+        self.prev = prev
+        self.postings: list[str] = []
+        self.transfers: list[str] = []
+        self.lots: list[str] = []
+        self.movements: list[str] = []
+        self.leaves: list[tuple[object, ...]] = []
+        self._names: dict[uuid.UUID, str] = {}
+        self._times: dict[int | None, str] = {None: _NULL}
+        self._recorded = self.time(recorded_us)
+
+    def name(self, account_id: uuid.UUID) -> str:
+        text = self._names.get(account_id)
         if text is None:
-            text = names[account_id] = str(account_id)
+            text = self._names[account_id] = str(account_id)
         return text
 
-    for it, effective_us, rows in applied:
-        req = it.req
+    def time(self, us: int | None) -> str:
+        text = self._times.get(us)
+        if text is None:
+            dt = sql.to_dt(us)
+            assert dt is not None
+            text = self._times[us] = dt.isoformat()
+        return text
+
+    def add(
+        self,
+        it: _Item,
+        effective_us: int,
+        rows: list[PostingRow],
+        new_lots: list[NewLot],
+        movements: list[tuple[int, uuid.UUID, int]],
+    ) -> None:
+        c, req, tid = self.community_id, it.req, str(it.transfer_id)
+        names = [self.name(r.account_id) for r in rows]
         leaf = transfer_leaf_template(
-            origin=origin,
-            transfer_id=it.transfer_id,
+            origin=self.origin,
+            transfer_id=tid,
             kind=req.kind,
             phase="single",
             effective_us=effective_us,
-            recorded_us=recorded_us,
+            recorded_us=self.recorded_us,
             actor=req.actor_id,
             idempotency_key=req.idempotency_key,
-            postings=[(name(r.account_id), r.unit.value, r.amount) for r in rows],
+            postings=[(n, r.unit.value, r.amount) for n, r in zip(names, rows, strict=True)],
             reverses=None,
             pending_id=None,
             timeout_us=None,
-        ).render(size, prev)
-        prev = leaf_hash(leaf)
-        leaf_rows.append((community_id, size, leaf, prev, it.transfer_id))
-        size += 1
-        transfer_rows.append(
-            (
-                community_id,
-                it.transfer_id,
-                req.kind,
-                "single",
-                to_dt(effective_us),
-                to_dt(recorded_us),
-                req.actor_id,
-                req.idempotency_key,
-                bsql.jsonb(req.metadata),
-            )
+        ).render(self.size, self.prev)
+        self.prev = leaf_hash(leaf)
+        self.leaves.append((c, self.size, leaf, self.prev, it.transfer_id))
+        self.size += 1
+        actor = _NULL if req.actor_id is None else str(req.actor_id)
+        metadata = bsql.copy_text_json(req.metadata)
+        self.transfers.append(
+            f"{c}\t{tid}\t{req.kind}\tsingle\t{self.time(effective_us)}\t{self._recorded}\t{actor}"
+            f"\t{req.idempotency_key}\t{metadata}\n"
         )
-        posting_rows.extend(
-            (
-                community_id,
-                it.transfer_id,
-                r.seq,
-                r.account_id,
-                r.unit.value,
-                "single",
-                r.amount,
-                r.balance_after,
-                r.account_version,
-                to_dt(r.expires_at_us),
+        for n, r in zip(names, rows, strict=True):
+            balance_after = _NULL if r.balance_after is None else r.balance_after
+            version = _NULL if r.account_version is None else r.account_version
+            self.postings.append(
+                f"{c}\t{tid}\t{r.seq}\t{n}\t{r.unit.value}\tsingle\t{r.amount}\t{balance_after}"
+                f"\t{version}\t{self.time(r.expires_at_us)}\n"
             )
-            for r in rows
-        )
-    return transfer_rows, posting_rows, leaf_rows, first_index, size, prev
+        for lot in new_lots:
+            self.lots.append(
+                f"{c}\t{lot.lot_id}\t{self.name(lot.account_id)}\t{tid}\t{lot.seq}\t{lot.amount}"
+                f"\t{lot.amount}\t{self.time(lot.earned_us)}\t{self.time(lot.expires_at_us)}\n"
+            )
+        for seq, lot_id, amount in movements:
+            self.movements.append(f"{c}\t{tid}\t{seq}\t{lot_id}\t{amount}\n")
 
-
-def _accumulate(total: Effects, effects: Effects) -> None:
-    total.touched |= effects.touched
-    for account_id, delta in effects.hot_deltas.items():
-        acc = total.hot_deltas.setdefault(account_id, [0, 0, 0])
-        for k in range(3):
-            acc[k] += delta[k]
-    for lot_id, delta_points in effects.lot_deltas.items():
-        total.lot_deltas[lot_id] = total.lot_deltas.get(lot_id, 0) + delta_points
+    def copy_rest(self, conn: Conn) -> None:
+        bsql.copy_text(conn, bsql.COPY_TRANSFERS, self.transfers)
+        bsql.copy_text(conn, bsql.COPY_LOTS, self.lots)
+        bsql.copy_text(conn, bsql.COPY_MOVEMENTS, self.movements)
+        bsql.copy_rows(conn, "log_leaf", bsql.LEAF_COLUMNS, bsql.LEAF_TYPES, self.leaves)

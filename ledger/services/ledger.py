@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
@@ -188,9 +187,9 @@ class Ledger:
         with self._pool.connection() as conn:
             try:
                 claimed, origin = self._claim(conn, community_id, key, request_hash, transfer_id)
-            except pg_errors.ForeignKeyViolation:
+            except LedgerError:  # COMMUNITY_NOT_FOUND: the key's claim must not stay behind
                 conn.rollback()
-                raise LedgerError(ErrorCode.COMMUNITY_NOT_FOUND, community_id=community_id) from None
+                raise
             if not claimed:
                 conn.rollback()
                 return reads.replay(conn, community_id, key, request_hash)

@@ -1,17 +1,18 @@
-"""SQL for the batch path: binary COPY straight into the append-only tables, set-based updates.
+"""SQL for the batch path: COPY straight into the append-only tables, set-based updates.
 
 COPY goes directly into the final tables rather than through stage tables: they are append-only,
 so there is nothing to merge, and staging would write every row twice. Only the idempotency keys
-are staged, because they must be compared with what is already stored.
+are staged, because they must be compared with what is already stored. Rows the batch formats
+itself use COPY's text form (cheaper to build in Python than binary rows); leaves, which are bytes,
+use the binary form.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
-
-from psycopg.types.json import Jsonb
 
 from ledger.store.db import Conn
 
@@ -43,6 +44,28 @@ def stage_keys(conn: Conn, rows: Sequence[tuple[str, bytes, uuid.UUID]]) -> None
             cp.write_row(row)
 
 
+def copy_text(conn: Conn, statement: str, lines: Sequence[str]) -> None:
+    """COPY rows already formatted as COPY text lines (tab-separated, newline-terminated)."""
+    if not lines:
+        return
+    with conn.cursor().copy(statement) as cp:
+        for start in range(0, len(lines), 5000):
+            cp.write("".join(lines[start : start + 5000]))
+
+
+def copy_text_json(value: dict[str, object]) -> str:
+    """A JSON object as a COPY text field: compact JSON, then backslashes doubled (COPY's escape).
+
+    json.dumps escapes control characters, so tabs and newlines never appear raw in its output.
+    """
+    if not value:
+        return "{}"
+    return _JSON(value).replace("\\", "\\\\")
+
+
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def copy_rows(
     conn: Conn, table: str, columns: Sequence[str], types: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
@@ -55,52 +78,19 @@ def copy_rows(
             cp.write_row(row)
 
 
-TRANSFER_COLUMNS = (
-    "community_id",
-    "transfer_id",
-    "kind",
-    "phase",
-    "effective_at",
-    "recorded_at",
-    "actor_id",
-    "idempotency_key",
-    "metadata",
+COPY_POSTINGS = (
+    "COPY posting (community_id, transfer_id, seq, account_id, unit, phase, amount, balance_after,"
+    " account_version, expires_at) FROM STDIN"
 )
-TRANSFER_TYPES = ("int8", "uuid", "text", "text", "timestamptz", "timestamptz", "uuid", "text", "jsonb")
-POSTING_COLUMNS = (
-    "community_id",
-    "transfer_id",
-    "seq",
-    "account_id",
-    "unit",
-    "phase",
-    "amount",
-    "balance_after",
-    "account_version",
-    "expires_at",
+COPY_TRANSFERS = (
+    "COPY transfer (community_id, transfer_id, kind, phase, effective_at, recorded_at, actor_id,"
+    " idempotency_key, metadata) FROM STDIN"
 )
-POSTING_TYPES = ("int8", "uuid", "int2", "uuid", "text", "text", "int8", "int8", "int8", "timestamptz")
-LOT_COLUMNS = (
-    "community_id",
-    "lot_id",
-    "account_id",
-    "transfer_id",
-    "seq",
-    "amount",
-    "remaining",
-    "earned_at",
-    "expires_at",
+COPY_LOTS = (
+    "COPY lot (community_id, lot_id, account_id, transfer_id, seq, amount, remaining, earned_at,"
+    " expires_at) FROM STDIN"
 )
-LOT_TYPES = ("int8", "uuid", "uuid", "uuid", "int2", "int8", "int8", "timestamptz", "timestamptz")
-MOVEMENT_COLUMNS = ("community_id", "transfer_id", "seq", "lot_id", "amount")
-MOVEMENT_TYPES = ("int8", "uuid", "int2", "uuid", "int8")
+COPY_MOVEMENTS = "COPY lot_movement (community_id, transfer_id, seq, lot_id, amount) FROM STDIN"
+
 LEAF_COLUMNS = ("community_id", "idx", "leaf", "leaf_hash", "transfer_id")
 LEAF_TYPES = ("int8", "int8", "bytea", "bytea", "uuid")
-
-
-# Most transfers carry no metadata: one shared wrapper skips a json.dumps per row.
-_EMPTY_JSONB = Jsonb({}, dumps=lambda _: "{}")
-
-
-def jsonb(value: dict[str, object]) -> Jsonb:
-    return Jsonb(value) if value else _EMPTY_JSONB

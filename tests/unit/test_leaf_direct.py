@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ledger.audit import leaf
 from ledger.audit.jcs import MAX_SAFE_INTEGER
 from ledger.audit.leaf import LeafTemplate, leaf_template, transfer_leaf_body, transfer_leaf_template
 
@@ -102,6 +103,31 @@ def test_direct_template_on_a_typical_transfer() -> None:
     assert leaf.startswith(b'{"actor":null,"effective_us":1735689600000000,"id":"01900000-')
     assert b',"index":5,"kind":"award",' in leaf
     assert leaf.endswith(b'"timeout_us":null,"type":"transfer","v":1}')
+
+
+@pytest.mark.parametrize("as_text", [False, True])
+def test_typical_transfers_take_the_direct_path(monkeypatch: pytest.MonkeyPatch, as_text: bool) -> None:
+    """The write paths pass UUIDs (single path) or their text (batch path); neither may fall back."""
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("the general encoder ran")
+
+    monkeypatch.setattr(leaf, "_general_template", refuse)
+    name = str if as_text else (lambda u: u)
+    transfer_leaf_template(
+        origin="vledger.local/community/7",
+        transfer_id=name(uuid.uuid4()),
+        kind="award",
+        phase="pending",
+        effective_us=1,
+        recorded_us=2,
+        actor=name(uuid.uuid4()),
+        idempotency_key="sheet-1:row-2",
+        postings=[(name(uuid.uuid4()), "points", -3), (name(uuid.uuid4()), "points", 3)],
+        reverses=name(uuid.uuid4()),
+        pending_id=name(uuid.uuid4()),
+        timeout_us=5,
+    )
 
 
 @pytest.mark.parametrize("kind", ["Award", "奖励", 'a"b', "a\\b", "a\nb"])
