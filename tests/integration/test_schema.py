@@ -31,7 +31,7 @@ from ledger.domain.transfers import Posting, TransferRequest
 from ledger.domain.units import Unit
 from ledger.services.communities import CommunityInfo
 from ledger.services.ledger import Ledger
-from ledger.store import tables
+from ledger.store import schema as tables
 from ledger.store.db import APP_ROLE, Conn, RuntimeRoleError, app_conninfo, open_pool, sqlalchemy_url
 
 IMMUTABLE = ("transfer", "posting", "lot_movement", "log_leaf")
@@ -353,6 +353,33 @@ def test_runtime_role_privileges(owner: Conn) -> None:
         "balance": append_only | {"UPDATE"},
         "log_head": append_only | {"UPDATE"},
         "lot": append_only | {"UPDATE"},
+        # People and identity (migration 0004): column-level UPDATE grants are checked below.
+        "app_user": append_only,
+        "auth_token": append_only,
+        "role_grant": append_only,
+        "person": append_only | {"UPDATE"},
+        "person_key": append_only | {"UPDATE", "DELETE"},  # deleting a data key shreds a person
+        "household": append_only,
+        "household_member": append_only,
+        "household_event": append_only,
+        "community_setting": append_only,
+    }
+    column_updates = owner.execute(
+        """
+        SELECT c.relname, array_agg(a.attname::text ORDER BY a.attname)
+        FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
+        WHERE c.relname IN ('app_user', 'auth_token', 'role_grant', 'household', 'household_member')
+          AND has_column_privilege(%s, c.oid, a.attnum, 'UPDATE')
+        GROUP BY c.relname
+        """,
+        (APP_ROLE,),
+    ).fetchall()
+    assert dict(column_updates) == {
+        "app_user": ["disabled", "password_hash"],
+        "auth_token": ["revoked_at"],
+        "role_grant": ["revoked_at", "revoked_by"],
+        "household": ["dissolved_at", "grid", "village_group"],
+        "household_member": ["is_head", "valid_to"],
     }
     columns = owner.execute(
         "SELECT attname FROM pg_attribute WHERE attrelid = 'idempotency'::regclass AND attnum > 0 "

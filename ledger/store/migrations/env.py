@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from ledger.store import tables
+from ledger.store import schema as tables
 
 config = context.config
 target_metadata = tables.metadata

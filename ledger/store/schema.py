@@ -1,0 +1,11 @@
+"""Every table model in one metadata (what migrations must produce; a test compares the two)."""
+
+from __future__ import annotations
+
+from ledger.store import people_tables, tables
+
+__all__ = ["REFERENCE_TABLES", "metadata"]
+
+metadata = tables.metadata
+# Replicated, not distributed by community: regions, communities, and identities that span them.
+REFERENCE_TABLES = tables.REFERENCE_TABLES | people_tables.IDENTITY_TABLES
