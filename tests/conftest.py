@@ -51,7 +51,8 @@ def admin_url() -> str:
 @pytest.fixture(scope="session")
 def db_url(admin_url: str, worker_id: str) -> str:
     """A database for this worker, made by running every migration (never create_all)."""
-    name = f"vledger_test_{worker_id}"
+    # VLEDGER_TEST_DB_SUFFIX keeps concurrent suites on one server apart (several checkouts, CI).
+    name = f"vledger_test_{worker_id}{os.environ.get('VLEDGER_TEST_DB_SUFFIX', '')}"
     drop_database(admin_url, name)
     url = ensure_database(admin_url, name)
     migrate.upgrade(url)

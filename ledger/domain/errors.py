@@ -18,6 +18,11 @@ from enum import StrEnum
 class ErrorCode(StrEnum):
     """Stable, documented failure codes. Never renumber or rename: clients match on them."""
 
+    # 0. Who is asking (HTTP and identity)
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+    RATE_LIMITED = "RATE_LIMITED"
+    FORBIDDEN = "FORBIDDEN"
     # 1. The request itself (checked before any database access)
     MALFORMED_REQUEST = "MALFORMED_REQUEST"
     MALFORMED_ID = "MALFORMED_ID"
@@ -34,6 +39,9 @@ class ErrorCode(StrEnum):
     INVALID_TIMEOUT = "INVALID_TIMEOUT"
     INVALID_EXPIRY = "INVALID_EXPIRY"
     INVALID_ACCOUNT_FLAGS = "INVALID_ACCOUNT_FLAGS"
+    INVALID_FIELD = "INVALID_FIELD"
+    CONSENT_REQUIRED = "CONSENT_REQUIRED"
+    GUARDIAN_REQUIRED = "GUARDIAN_REQUIRED"
     # 2. Idempotency (a replay with the same request returns the first outcome instead)
     IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
     # 3. What the request refers to
@@ -43,6 +51,9 @@ class ErrorCode(StrEnum):
     ACCOUNT_CLOSED = "ACCOUNT_CLOSED"
     TRANSFER_NOT_FOUND = "TRANSFER_NOT_FOUND"
     PENDING_NOT_FOUND = "PENDING_NOT_FOUND"
+    USER_NOT_FOUND = "USER_NOT_FOUND"
+    PERSON_NOT_FOUND = "PERSON_NOT_FOUND"
+    HOUSEHOLD_NOT_FOUND = "HOUSEHOLD_NOT_FOUND"
     # 4. The state of what it refers to
     PENDING_ALREADY_POSTED = "PENDING_ALREADY_POSTED"
     PENDING_ALREADY_VOIDED = "PENDING_ALREADY_VOIDED"
@@ -52,6 +63,14 @@ class ErrorCode(StrEnum):
     CANNOT_REVERSE_PENDING = "CANNOT_REVERSE_PENDING"
     ALREADY_REVERSED = "ALREADY_REVERSED"
     TRANSFER_EXISTS = "TRANSFER_EXISTS"
+    USERNAME_TAKEN = "USERNAME_TAKEN"
+    DUPLICATE_PERSON = "DUPLICATE_PERSON"
+    PERSON_ERASED = "PERSON_ERASED"
+    HOUSEHOLD_CODE_TAKEN = "HOUSEHOLD_CODE_TAKEN"
+    HOUSEHOLD_DISSOLVED = "HOUSEHOLD_DISSOLVED"
+    ALREADY_IN_HOUSEHOLD = "ALREADY_IN_HOUSEHOLD"
+    NOT_IN_HOUSEHOLD = "NOT_IN_HOUSEHOLD"
+    SETTING_NOT_LATER = "SETTING_NOT_LATER"
     # 5. Balances
     BALANCE_OVERFLOW = "BALANCE_OVERFLOW"
     INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
@@ -66,6 +85,10 @@ class ErrorCode(StrEnum):
 
 
 MESSAGES_ZH: dict[ErrorCode, str] = {
+    ErrorCode.UNAUTHENTICATED: "请先登录",
+    ErrorCode.INVALID_CREDENTIALS: "用户名或密码不正确",
+    ErrorCode.RATE_LIMITED: "尝试次数过多，请稍后再试",
+    ErrorCode.FORBIDDEN: "没有权限执行此操作",
     ErrorCode.MALFORMED_REQUEST: "请求格式不正确",
     ErrorCode.MALFORMED_ID: "编号格式不正确",
     ErrorCode.INVALID_IDEMPOTENCY_KEY: "幂等键格式不正确（1–128 位字母、数字或 ._:- ）",
@@ -81,6 +104,9 @@ MESSAGES_ZH: dict[ErrorCode, str] = {
     ErrorCode.INVALID_TIMEOUT: "预留期限不正确",
     ErrorCode.INVALID_EXPIRY: "积分有效期不正确",
     ErrorCode.INVALID_ACCOUNT_FLAGS: "账户属性组合不正确",
+    ErrorCode.INVALID_FIELD: "字段内容不符合要求",
+    ErrorCode.CONSENT_REQUIRED: "由组织录入个人信息须经本人同意",
+    ErrorCode.GUARDIAN_REQUIRED: "未成年人须登记监护人",
     ErrorCode.IDEMPOTENCY_CONFLICT: "该幂等键已用于另一笔不同的请求",
     ErrorCode.COMMUNITY_NOT_FOUND: "社区不存在",
     ErrorCode.ACCOUNT_NOT_FOUND: "账户不存在",
@@ -88,6 +114,9 @@ MESSAGES_ZH: dict[ErrorCode, str] = {
     ErrorCode.ACCOUNT_CLOSED: "账户已关闭",
     ErrorCode.TRANSFER_NOT_FOUND: "转账不存在",
     ErrorCode.PENDING_NOT_FOUND: "预留转账不存在",
+    ErrorCode.USER_NOT_FOUND: "用户不存在",
+    ErrorCode.PERSON_NOT_FOUND: "人员不存在",
+    ErrorCode.HOUSEHOLD_NOT_FOUND: "户不存在",
     ErrorCode.PENDING_ALREADY_POSTED: "预留转账已入账",
     ErrorCode.PENDING_ALREADY_VOIDED: "预留转账已撤销",
     ErrorCode.PENDING_EXPIRED: "预留转账已过期",
@@ -96,6 +125,14 @@ MESSAGES_ZH: dict[ErrorCode, str] = {
     ErrorCode.CANNOT_REVERSE_PENDING: "预留转账不能冲正，请撤销预留",
     ErrorCode.ALREADY_REVERSED: "该转账已冲正过",
     ErrorCode.TRANSFER_EXISTS: "该转账编号已被使用",
+    ErrorCode.USERNAME_TAKEN: "用户名已被使用",
+    ErrorCode.DUPLICATE_PERSON: "该证件号码已在本社区登记",
+    ErrorCode.PERSON_ERASED: "该人员的个人信息已按本人要求删除",
+    ErrorCode.HOUSEHOLD_CODE_TAKEN: "户编号已被使用",
+    ErrorCode.HOUSEHOLD_DISSOLVED: "该户已注销",
+    ErrorCode.ALREADY_IN_HOUSEHOLD: "该人员已属于另一户",
+    ErrorCode.NOT_IN_HOUSEHOLD: "该人员不是本户成员",
+    ErrorCode.SETTING_NOT_LATER: "新版本的生效日期须晚于现行版本",
     ErrorCode.BALANCE_OVERFLOW: "余额超出允许范围",
     ErrorCode.INSUFFICIENT_FUNDS: "余额不足",
 }
