@@ -35,6 +35,16 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
+    # Personal-data encryption (ledger.privacy). Master keys: "kid:base64,kid:base64", the first one
+    # wraps new data keys, the others only unwrap (rotation). The blind-index key is base64 too.
+    # Unset: generated once into ``<data_dir>/keys.json`` (mode 0600), which suits the demo only.
+    master_keys: str | None = None
+    blind_index_key: str | None = None
+
+    # Identity (ledger.services.identity).
+    session_ttl_s: int = 8 * 3600
+    login_attempts_per_minute: int = 10
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
