@@ -1,71 +1,78 @@
-"""The Litestar application: health, readiness and balance reads (the full API comes with issue 3)."""
+"""The Litestar application: routes, dependencies, problem details, OpenAPI, metrics."""
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
-
-from litestar import Litestar, Request, Response, get
+from litestar import Litestar, get
 from litestar.datastructures import State
-from litestar.params import FromPath
-from litestar.status_codes import HTTP_404_NOT_FOUND, HTTP_422_UNPROCESSABLE_ENTITY
+from litestar.di import NamedDependency, Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 
-from ledger.domain.errors import ErrorCode, LedgerError
-from ledger.services.ledger import Ledger
+from api.deps import Services, provide_access, provide_principal, provide_services
+from api.errors import HANDLERS
+from api.observability import PROMETHEUS, MetricsController, access_log
+from api.routes.auth import login, logout, me
+from api.routes.households import HouseholdRoutes
+from api.routes.ledger import AccountRoutes, CommunityRoutes, TransferRoutes
+from api.routes.people import PersonRoutes
+from api.routes.settings import SettingsRoutes
+from api.routes.users import UserRoutes
 
-_STATUS = {
-    ErrorCode.ACCOUNT_NOT_FOUND: HTTP_404_NOT_FOUND,
-    ErrorCode.COMMUNITY_NOT_FOUND: HTTP_404_NOT_FOUND,
-    ErrorCode.TRANSFER_NOT_FOUND: HTTP_404_NOT_FOUND,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class BalanceOut:
-    account_id: str
-    unit: str
-    posted: int
-    pending_in: int
-    pending_out: int
-    available: int
+API_VERSION = "1.0.0"
 
 
-@get("/health", sync_to_thread=False)
+@get("/health", sync_to_thread=False, include_in_schema=False)
 def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/ready", sync_to_thread=True)
-def ready(state: State) -> dict[str, str]:
-    ledger: Ledger = state.ledger
-    ledger.ping()
+@get("/ready", sync_to_thread=True, include_in_schema=False)
+def ready(services: NamedDependency[Services]) -> dict[str, str]:
+    services.ledger.ping()
     return {"status": "ready"}
 
 
-@get("/api/v1/communities/{community_id:int}/accounts/{account_id:uuid}/balance", sync_to_thread=True)
-def balance(state: State, community_id: FromPath[int], account_id: FromPath[uuid.UUID]) -> BalanceOut:
-    view = state.ledger.balance(community_id, account_id)
-    return BalanceOut(
-        str(view.account_id), str(view.unit), view.posted, view.pending_in, view.pending_out, view.available
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="vledger 志愿服务积分与时间银行账本",
+        version=API_VERSION,
+        description="志愿服务记录、积分、时间币与户积分的可验证账本。所有写操作接受 Idempotency-Key 请求头。",
+        path="/docs",
+        render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        components=Components(
+            security_schemes={
+                "BearerToken": SecurityScheme(type="http", scheme="bearer", description="登录或 API 令牌")
+            }
+        ),
+        security=[{"BearerToken": []}],
     )
 
 
-def ledger_error(_request: Request[object, object, State], exc: LedgerError) -> Response[dict[str, object]]:
-    """Business failures are RFC 9457 problem details with the ledger's stable code, never a 500."""
-    status = _STATUS.get(exc.code, HTTP_422_UNPROCESSABLE_ENTITY)
-    body: dict[str, object] = {
-        "type": f"urn:vledger:error:{exc.code}",
-        "title": exc.code.message_zh,
-        "status": status,
-        "code": str(exc.code),
-        **{k: v for k, v in exc.detail.items() if k != "code"},
-    }
-    return Response(body, status_code=status, media_type="application/problem+json")
-
-
-def create_app(ledger: Ledger) -> Litestar:
+def create_app(services: NamedDependency[Services], *, access_logging: bool = True) -> Litestar:
     return Litestar(
-        route_handlers=[health, ready, balance],
-        state=State({"ledger": ledger}),
-        exception_handlers={LedgerError: ledger_error},
+        route_handlers=[
+            health,
+            ready,
+            login,
+            logout,
+            me,
+            CommunityRoutes,
+            AccountRoutes,
+            TransferRoutes,
+            PersonRoutes,
+            HouseholdRoutes,
+            SettingsRoutes,
+            UserRoutes,
+            MetricsController,
+        ],
+        dependencies={
+            "services": Provide(provide_services, sync_to_thread=False),
+            "principal": Provide(provide_principal, sync_to_thread=True),
+            "access": Provide(provide_access, sync_to_thread=False),
+        },
+        state=State({"services": services}),
+        exception_handlers=HANDLERS,  # type: ignore[arg-type]
+        openapi_config=openapi_config(),
+        middleware=[PROMETHEUS.middleware, *([access_log] if access_logging else [])],
     )

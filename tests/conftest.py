@@ -4,6 +4,7 @@ ledger commits its own transactions, as it does in production)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import uuid
 from collections.abc import Iterator
@@ -53,9 +54,14 @@ def db_url(admin_url: str, worker_id: str) -> str:
     """A database for this worker, made by running every migration (never create_all)."""
     # VLEDGER_TEST_DB_SUFFIX keeps concurrent suites on one server apart (several checkouts, CI).
     name = f"vledger_test_{worker_id}{os.environ.get('VLEDGER_TEST_DB_SUFFIX', '')}"
-    drop_database(admin_url, name)
-    url = ensure_database(admin_url, name)
-    migrate.upgrade(url)
+    # Roles are cluster-wide: workers migrating at once would race on ALTER ROLE. Take turns.
+    lock_path = ROOT / "var" / "test-migrate.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        drop_database(admin_url, name)
+        url = ensure_database(admin_url, name)
+        migrate.upgrade(url)
     return url
 
 

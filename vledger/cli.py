@@ -57,10 +57,9 @@ def serve(demo: bool, host: str | None, port: int | None) -> None:
     import uvicorn  # noqa: PLC0415 - only this command needs the server
 
     from api.app import create_app  # noqa: PLC0415
-    from ledger.services.communities import Communities  # noqa: PLC0415
-    from ledger.services.demo import find_demo, seed_demo  # noqa: PLC0415
-    from ledger.services.ledger import Ledger  # noqa: PLC0415
+    from ledger.services.demo import DEMO_PASSWORD, DEMO_USERS, DEMO_VOLUNTEER, find_demo, seed_demo  # noqa: PLC0415  # noqa: PLC0415
     from ledger.store.db import open_pool  # noqa: PLC0415
+    from vledger.wiring import build_services  # noqa: PLC0415
 
     started = time.perf_counter()
     settings = get_settings()
@@ -73,28 +72,28 @@ def serve(demo: bool, host: str | None, port: int | None) -> None:
             max_size=settings.pool_max_size,
         )
         try:
-            ledger = Ledger(pool)
+            services = build_services(pool, settings)
             if demo:
                 with pool.connection() as conn:
                     community_id = find_demo(conn)
                 if community_id is None:
-                    communities = Communities(
-                        pool,
-                        origin_prefix=settings.log_origin_prefix,
-                        hot_buckets=settings.hot_account_buckets,
+                    community_id = seed_demo(
+                        services.communities, services.ledger, services.people, services.identity
                     )
-                    community_id = seed_demo(communities, ledger)
                     click.echo(f"已创建演示社区「幸福社区」，社区编号 {community_id}")
                 else:
                     click.echo(f"演示社区已存在，社区编号 {community_id}")
+                names = "、".join([name for name, _ in DEMO_USERS] + [DEMO_VOLUNTEER])
+                click.echo(f"演示账号：{names}，密码均为 {DEMO_PASSWORD}")
             bind_host, bind_port = host or settings.host, port or settings.port
             click.echo(
                 f"服务就绪（启动用时 {time.perf_counter() - started:.2f} 秒）：http://{bind_host}:{bind_port}/health"
             )
+            click.echo(f"接口文档：http://{bind_host}:{bind_port}/docs")
             # uvicorn re-raises SIGTERM after its graceful shutdown; turning it into SystemExit lets the
             # finally blocks close the pool and stop the embedded database instead of dying mid-way.
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
-            uvicorn.run(create_app(ledger), host=bind_host, port=bind_port, log_level="warning")
+            uvicorn.run(create_app(services), host=bind_host, port=bind_port, log_level="warning")
         finally:
             pool.close()
 
@@ -116,6 +115,16 @@ def bench(transfers: int, singles: int, reads: int, threads: int) -> None:
         migrate.upgrade(url)
         run(url, transfers=transfers, singles=singles, reads=reads, threads=threads)
 
+
+def _register() -> None:
+    from vledger.admin import admin  # noqa: PLC0415 - admin and keys import owner_database from here
+    from vledger.keys import keys  # noqa: PLC0415
+
+    main.add_command(admin)
+    main.add_command(keys)
+
+
+_register()
 
 if __name__ == "__main__":
     sys.exit(main())

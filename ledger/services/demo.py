@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
+import time
+from datetime import date
 
 from ledger.domain.accounts import AccountSpec, OwnerKind, SystemAccount, member_account_flags
+from ledger.domain.people import PersonProfile
+from ledger.domain.roles import Grant, PersonRef, Role
 from ledger.domain.transfers import Phase, Posting, TransferRequest
 from ledger.domain.units import Unit
 from ledger.services.communities import Communities
+from ledger.services.identity import Identity
 from ledger.services.ledger import Ledger
+from ledger.services.people import People
 from ledger.store.db import Conn
 
 DEMO_REGION = "demo-region"
 DEMO_COMMUNITY = "demo"
-_YEAR_END_US = int(datetime(2026, 12, 31, 16, 0, tzinfo=UTC).timestamp() * 1_000_000)  # 24:00 Beijing
 
 
 def find_demo(conn: Conn) -> int | None:
@@ -23,14 +26,53 @@ def find_demo(conn: Conn) -> int | None:
     return None if row is None else int(row[0])
 
 
-def seed_demo(communities: Communities, ledger: Ledger, *, members: int = 20) -> int:
-    """Create 演示街道 / 幸福社区 with ``members`` volunteers, service credited and some points spent."""
+# Demo sign-ins, printed by ``vledger serve --demo`` and listed in the README. Demo data only.
+DEMO_PASSWORD = "vledger-demo"  # noqa: S105 - a published demo credential, not a secret
+DEMO_USERS = (("admin", Role.COMMUNITY_ADMIN), ("worker", Role.SOCIAL_WORKER), ("auditor", Role.AUDITOR))
+DEMO_VOLUNTEER = "volunteer"
+_SURNAMES = "王李张刘陈杨黄赵吴周"
+_GIVEN = ("芳", "伟", "敏", "静", "强", "磊", "洋", "艳", "勇", "军")
+
+
+def seed_demo(
+    communities: Communities,
+    ledger: Ledger,
+    people_service: People,
+    identity: Identity,
+    *,
+    members: int = 20,
+    now_us: int | None = None,
+) -> int:
+    """Create 演示街道 / 幸福社区: ``members`` volunteers (encrypted profiles, consent recorded),
+    service credited, some points reserved for an order, and sign-ins for each kind of user."""
     region_id = communities.create_region(DEMO_REGION, "演示街道")
     info = communities.create_community(region_id, DEMO_COMMUNITY, "幸福社区")
     cid = info.community_id
     issuance = {unit: info.system_accounts[(SystemAccount.ISSUANCE, unit)] for unit in Unit}
     sink = info.system_accounts[(SystemAccount.REDEMPTION_SINK, Unit.POINTS)]
-    people = [uuid.uuid4() for _ in range(members)]
+    people = [
+        people_service.create(
+            cid,
+            PersonProfile(
+                name=_SURNAMES[i % 10] + _GIVEN[(i * 3) % 10],
+                sex="female" if i % 2 else "male",
+                birth_date=date(1960 + i, 1 + i % 12, 1 + i % 28),
+                residence="幸福社区",
+                service_categories=("助老服务",),
+            ),
+            consent_entry=True,
+            consent_publish=i % 3 != 0,
+            entered_by_self=False,
+        )
+        for i in range(members)
+    ]
+    for username, role in DEMO_USERS:
+        user_id = identity.create_user(username, DEMO_PASSWORD)
+        identity.grant(user_id, Grant(role, community_id=cid))
+    volunteer = identity.create_user(DEMO_VOLUNTEER, DEMO_PASSWORD, person=PersonRef(cid, people[0]))
+    identity.grant(volunteer, Grant(Role.VOLUNTEER, community_id=cid))
+    year_us = 365 * 86_400_000_000
+    expires_at_us = (now_us if now_us is not None else int(time.time() * 1_000_000)) + year_us
     accounts = {
         (person, unit): communities.open_account(
             cid, AccountSpec(OwnerKind.PERSON, unit, member_account_flags(unit), owner_id=person)
@@ -53,7 +95,7 @@ def seed_demo(communities: Communities, ledger: Ledger, *, members: int = 20) ->
                         accounts[(person, Unit.POINTS)],
                         Unit.POINTS,
                         minutes // 60,
-                        expires_at_us=_YEAR_END_US,
+                        expires_at_us=expires_at_us,
                     ),
                     Posting(issuance[Unit.COIN_MINUTES], Unit.COIN_MINUTES, -minutes),
                     Posting(accounts[(person, Unit.COIN_MINUTES)], Unit.COIN_MINUTES, minutes),

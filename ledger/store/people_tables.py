@@ -1,4 +1,4 @@
-"""SQLModel mirrors of migration 0004: people, households, users, tokens, roles, settings.
+"""SQLModel mirrors of migrations 0004-0005: people, households, users, tokens, roles, settings.
 
 ``ledger.store.schema`` gathers these and ``ledger.store.tables`` into one metadata.
 """
@@ -16,7 +16,7 @@ from sqlmodel import Field, SQLModel
 from ledger.store.tables import _big, _ts
 
 # Reference tables (not distributed by community): identities may span communities.
-IDENTITY_TABLES = frozenset({"app_user", "auth_token", "role_grant"})
+IDENTITY_TABLES = frozenset({"app_user", "auth_token", "role_grant", "api_idempotency"})
 
 
 def _now() -> Any:
@@ -197,4 +197,17 @@ class CommunitySetting(SQLModel, table=True):
     params: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     note: str = Field(default="", sa_column_kwargs={"server_default": text("''")})
     created_by: uuid.UUID | None = None
+    created_at: datetime = _now()
+
+
+class ApiIdempotency(SQLModel, table=True):
+    """Responses of non-ledger POSTs by (caller, Idempotency-Key) (migration 0005)."""
+
+    __tablename__ = "api_idempotency"
+    user_id: uuid.UUID = Field(primary_key=True, foreign_key="app_user.user_id")
+    key: str = Field(primary_key=True)
+    route: str
+    request_hash: bytes = Field(sa_type=LargeBinary)
+    status_code: int | None = None
+    response: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
     created_at: datetime = _now()

@@ -363,12 +363,14 @@ def test_runtime_role_privileges(owner: Conn) -> None:
         "household_member": append_only,
         "household_event": append_only,
         "community_setting": append_only,
+        "api_idempotency": append_only | {"DELETE"},  # a request that fails unexpectedly frees its key
     }
     column_updates = owner.execute(
         """
         SELECT c.relname, array_agg(a.attname::text ORDER BY a.attname)
         FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
-        WHERE c.relname IN ('app_user', 'auth_token', 'role_grant', 'household', 'household_member')
+        WHERE c.relname IN ('app_user', 'auth_token', 'role_grant', 'household', 'household_member',
+                            'api_idempotency')
           AND has_column_privilege(%s, c.oid, a.attnum, 'UPDATE')
         GROUP BY c.relname
         """,
@@ -380,6 +382,7 @@ def test_runtime_role_privileges(owner: Conn) -> None:
         "role_grant": ["revoked_at", "revoked_by"],
         "household": ["dissolved_at", "grid", "village_group"],
         "household_member": ["is_head", "valid_to"],
+        "api_idempotency": ["response", "status_code"],
     }
     columns = owner.execute(
         "SELECT attname FROM pg_attribute WHERE attrelid = 'idempotency'::regclass AND attnum > 0 "

@@ -20,10 +20,18 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # Roles are cluster-wide: another database on the same server may have created it already.
+    # Roles are cluster-wide: another database on the same server may have altered it already.
     op.execute(
-        "ALTER ROLE vledger_app WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
-        "NOBYPASSRLS NOINHERIT"
+        """
+        DO $$ BEGIN
+            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'vledger_app' AND rolcanlogin
+                           AND NOT rolinherit AND NOT rolsuper AND NOT rolcreatedb AND NOT rolcreaterole
+                           AND NOT rolreplication AND NOT rolbypassrls) THEN
+                ALTER ROLE vledger_app WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
+                    NOBYPASSRLS NOINHERIT;
+            END IF;
+        END $$;
+        """
     )
 
 

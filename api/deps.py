@@ -1,0 +1,119 @@
+"""What handlers get injected: the services, the calling principal, and access checks.
+
+The composition root (``vledger.cli``) builds ``Services`` once; handlers name ``services`` and
+``principal`` as parameters and Litestar provides them. Authorization is explicit in each handler
+(``access.require(...)``), so the route table test can read it against the roles matrix.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from litestar import Request
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import FromPath
+
+from ledger.domain.errors import ErrorCode, LedgerError
+from ledger.domain.roles import Permission, Principal
+from ledger.services.accounts import Accounts, AccountView
+from ledger.services.communities import Communities
+from ledger.services.households import Households
+from ledger.services.identity import Identity, LoginLimiter
+from ledger.services.ledger import Ledger
+from ledger.services.people import People
+from ledger.services.requests import IdempotentRequests
+from ledger.services.rule_settings import RuleSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    ledger: Ledger
+    accounts: Accounts
+    communities: Communities
+    identity: Identity
+    people: People
+    households: Households
+    settings: RuleSettings
+    requests: IdempotentRequests
+    limiter: LoginLimiter
+
+
+def provide_services(state: State) -> Services:
+    services: NamedDependency[Services] = state.services
+    return services
+
+
+def bearer_secret(request: Request[object, object, State]) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        return None
+    return secret.strip()
+
+
+def provide_principal(request: Request[object, object, State]) -> Principal:
+    """The caller, from ``Authorization: Bearer <token>``; UNAUTHENTICATED (401) otherwise."""
+    secret = bearer_secret(request)
+    services: NamedDependency[Services] = request.app.state.services
+    principal = services.identity.resolve(secret) if secret else None
+    if principal is None:
+        raise LedgerError(ErrorCode.UNAUTHENTICATED)
+    return principal
+
+
+class Access:
+    """Authorization questions a handler asks about one caller."""
+
+    def __init__(self, services: NamedDependency[Services], principal: NamedDependency[Principal]) -> None:
+        self._services = services
+        self.principal = principal
+
+    def region(self, community_id: FromPath[int]) -> int:
+        return self._services.identity.region_of(community_id)  # COMMUNITY_NOT_FOUND (404)
+
+    def can(self, permission: Permission, community_id: FromPath[int]) -> bool:
+        return self.principal.can(permission, community_id, self.region(community_id))
+
+    def require(self, permission: Permission, community_id: FromPath[int]) -> None:
+        if not self.can(permission, community_id):
+            raise LedgerError(ErrorCode.FORBIDDEN, permission=str(permission))
+
+    def member_of(self, community_id: FromPath[int]) -> bool:
+        """Any role in the community (volunteers included)."""
+        return bool(self.principal.roles_in(community_id, self.region(community_id)))
+
+    def owns(self, community_id: FromPath[int], account: AccountView) -> bool:
+        """The caller's own account, or their current household's."""
+        person = self.principal.person
+        if person is None or person.community_id != community_id or account.owner_id is None:
+            return False
+        if account.owner_kind == "person":
+            return account.owner_id == person.person_id
+        if account.owner_kind == "household":
+            return self._services.households.household_of(community_id, person.person_id) == account.owner_id
+        return False
+
+    def as_person(self, community_id: FromPath[int], permission: Permission) -> uuid.UUID:
+        """For a caller without ``permission``: their person id if they are a person of this
+        community (they may then see their own records, and others' do not exist for them);
+        FORBIDDEN for anyone else."""
+        person = self.principal.person
+        if person is None or person.community_id != community_id or not self.member_of(community_id):
+            raise LedgerError(ErrorCode.FORBIDDEN, permission=str(permission))
+        return person.person_id
+
+    def account(self, community_id: int, account_id: uuid.UUID, permission: Permission) -> AccountView:
+        """An account the caller may read under ``permission`` or as its owner."""
+        if self.can(permission, community_id):
+            return self._services.accounts.get(community_id, account_id)
+        self.as_person(community_id, permission)
+        view = self._services.accounts.get(community_id, account_id)
+        if self.owns(community_id, view):
+            return view
+        raise LedgerError(ErrorCode.ACCOUNT_NOT_FOUND, account_id=str(account_id))
+
+
+def provide_access(services: NamedDependency[Services], principal: NamedDependency[Principal]) -> Access:
+    return Access(services, principal)

@@ -1,0 +1,36 @@
+"""Builds the services the API and jobs use, from one pool and the settings (the composition root)."""
+
+from __future__ import annotations
+
+from psycopg_pool import ConnectionPool
+
+from api.deps import Services
+from ledger.config import Settings
+from ledger.privacy.keyring import Keyring
+from ledger.services.accounts import Accounts
+from ledger.services.communities import Communities
+from ledger.services.households import Households
+from ledger.services.identity import Identity, LoginLimiter
+from ledger.services.ledger import Ledger
+from ledger.services.people import People
+from ledger.services.requests import IdempotentRequests
+from ledger.services.rule_settings import RuleSettings
+from ledger.store.db import Conn
+
+
+def build_services(
+    pool: ConnectionPool[Conn], settings: Settings, *, identity: Identity | None = None
+) -> Services:
+    return Services(
+        ledger=Ledger(pool),
+        accounts=Accounts(pool),
+        communities=Communities(
+            pool, origin_prefix=settings.log_origin_prefix, hot_buckets=settings.hot_account_buckets
+        ),
+        identity=identity or Identity(pool, session_ttl_s=settings.session_ttl_s),
+        people=People(pool, Keyring.from_settings(settings)),
+        households=Households(pool),
+        settings=RuleSettings(pool),
+        requests=IdempotentRequests(pool),
+        limiter=LoginLimiter(settings.login_attempts_per_minute),
+    )
