@@ -19,6 +19,7 @@ from prometheus_client import Counter
 
 POSTINGS = Counter("vledger_postings_total", "Postings written through the HTTP API", ["unit"])
 TRANSFERS = Counter("vledger_transfers_total", "Transfers posted through the HTTP API", ["kind", "outcome"])
+# Job runs are counted by the scheduler (jobs/), which shares this process's registry.
 
 PROMETHEUS = PrometheusConfig(
     app_name="vledger",

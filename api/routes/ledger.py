@@ -14,6 +14,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from api.deps import Access, Services
 from api.exports import to_csv, to_xlsx
 from api.keys import ledger_key
+from api.observability import POSTINGS, TRANSFERS
 from api.pagination import Page, decode_cursor, next_cursor, page_limit
 from api.params import Cursor, IdempotencyKey, Limit
 from api.schemas import (
@@ -293,4 +294,8 @@ class TransferRoutes(Controller):
 
 def _transfer_response(result: TransferResult) -> Response[TransferOut]:
     """201 for a new transfer, 200 for a replay of an earlier request under the same key."""
+    if not result.replayed:
+        TRANSFERS.labels(kind=result.kind, outcome="posted").inc()
+        for posting in result.postings:
+            POSTINGS.labels(unit=str(posting.unit)).inc()
     return Response(TransferOut.of(result), status_code=HTTP_200_OK if result.replayed else HTTP_201_CREATED)

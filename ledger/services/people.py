@@ -138,6 +138,7 @@ class People:
                 sql.insert_person(conn, row, id_number_bidx=id_bidx, phone_bidx=phone_bidx)
             except pg_errors.UniqueViolation as exc:
                 _raise_duplicate(exc)
+            sql.record_event(conn, community_id, person_id, "created", actor_id, now)
         log.info("person created", extra=_ids(community_id, person_id, actor_id))
         return person_id
 
@@ -177,6 +178,7 @@ class People:
                 )
             except pg_errors.UniqueViolation as exc:
                 _raise_duplicate(exc)
+            sql.record_event(conn, community_id, person_id, "profile_updated", actor_id, now)
         log.info("person updated", extra=_ids(community_id, person_id, actor_id))
 
     def update_consent(
@@ -189,6 +191,7 @@ class People:
         actor_id: uuid.UUID | None,
     ) -> None:
         """Record a consent given or withdrawn; None leaves that consent as it is."""
+        now = self._clock()
         with self._pool.connection() as conn:
             row = self._live_row(conn, community_id, person_id, lock="UPDATE")
             sql.update_consent(
@@ -197,8 +200,9 @@ class People:
                 person_id,
                 consent_entry=row.consent_entry if consent_entry is None else consent_entry,
                 consent_publish=row.consent_publish if consent_publish is None else consent_publish,
-                updated_at=self._clock(),
+                updated_at=now,
             )
+            sql.record_event(conn, community_id, person_id, "consent_updated", actor_id, now)
         log.info("person consent updated", extra=_ids(community_id, person_id, actor_id))
 
     def erase(self, community_id: int, person_id: uuid.UUID, *, actor_id: uuid.UUID | None) -> None:
@@ -213,8 +217,20 @@ class People:
                 raise LedgerError(ErrorCode.PERSON_NOT_FOUND, person_id=str(person_id))
             if row.erased_at is not None:
                 return
-            sql.erase_person(conn, community_id, person_id, erased_at=self._clock())
+            now = self._clock()
+            sql.erase_person(conn, community_id, person_id, erased_at=now)
+            sql.record_event(conn, community_id, person_id, "erased", actor_id, now)
         log.info("person erased", extra=_ids(community_id, person_id, actor_id))
+
+    def history(
+        self, community_id: int, person_id: uuid.UUID
+    ) -> list[tuple[str, uuid.UUID | None, datetime]]:
+        """Who wrote the record and when: (kind, actor_id, at), oldest first. No personal data."""
+        with self._pool.connection() as conn:
+            found = sql.get_person(conn, community_id, person_id)
+            if found is None:
+                raise LedgerError(ErrorCode.PERSON_NOT_FOUND, person_id=str(person_id))
+            return sql.events(conn, community_id, person_id)
 
     def rewrap_keys(self, *, community_id: int | None = None) -> int:
         """Re-wrap data keys under the keyring's active master key (all communities by default)."""

@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from ledger.domain.ids import uuid7
 from ledger.store.db import Conn
 
 # The unique index that catches two people with one ID number racing past the blind-index check.
@@ -203,3 +204,25 @@ def replace_wrapped_key(conn: Conn, row: KeyRow, *, key_id: str, wrapped_key: by
         " WHERE community_id = %s AND person_id = %s AND key_id = %s",
         (key_id, wrapped_key, row.community_id, row.person_id, row.key_id),
     )
+
+
+def record_event(
+    conn: Conn, community_id: int, person_id: uuid.UUID, kind: str, actor_id: uuid.UUID | None, at: datetime
+) -> None:
+    """Who wrote the record (ids only), in the same transaction as the write."""
+    conn.execute(
+        "INSERT INTO person_event (community_id, event_id, person_id, kind, actor_id, at)"
+        " VALUES (%s, %s, %s, %s, %s, %s)",
+        (community_id, uuid7(), person_id, kind, actor_id, at),
+    )
+
+
+def events(
+    conn: Conn, community_id: int, person_id: uuid.UUID
+) -> list[tuple[str, uuid.UUID | None, datetime]]:
+    rows = conn.execute(
+        "SELECT kind, actor_id, at FROM person_event WHERE community_id = %s AND person_id = %s"
+        " ORDER BY at, event_id",
+        (community_id, person_id),
+    ).fetchall()
+    return [(str(r[0]), r[1], r[2]) for r in rows]

@@ -1,4 +1,4 @@
-"""SQLModel mirrors of migrations 0004-0005: people, households, users, tokens, roles, settings.
+"""SQLModel mirrors of migrations 0004-0006: people, households, users, tokens, roles, settings.
 
 ``ledger.store.schema`` gathers these and ``ledger.store.tables`` into one metadata.
 """
@@ -211,3 +211,19 @@ class ApiIdempotency(SQLModel, table=True):
     status_code: int | None = None
     response: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
     created_at: datetime = _now()
+
+
+class PersonEvent(SQLModel, table=True):
+    """Who wrote a person's record and when (migration 0006); ids only."""
+
+    __tablename__ = "person_event"
+    __table_args__ = (
+        ForeignKeyConstraint(["community_id", "person_id"], ["person.community_id", "person.person_id"]),
+        Index("person_event_by_person", "community_id", "person_id", "at"),
+    )
+    community_id: int = _big(primary_key=True)
+    event_id: uuid.UUID = Field(primary_key=True)
+    person_id: uuid.UUID
+    kind: str
+    actor_id: uuid.UUID | None = None
+    at: datetime = _ts()

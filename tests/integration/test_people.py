@@ -439,3 +439,23 @@ def test_rotation_over_a_connection_in_small_batches(
         assert rewrap_all(conn, rotating, community_id=cid, batch_size=2) == 5
     reader = People(pool, Keyring({"t3": rotating.master_key("t3")}, keyring.blind_index_key))
     assert all(reader.get(cid, pid, full=True).profile is not None for pid in ids)
+
+
+def test_every_write_records_its_actor(people: People, community: CommunityInfo) -> None:
+    c = community.community_id
+    clerk, admin = uuid.uuid4(), uuid.uuid4()
+    person_id = people.create(
+        c, adult(), consent_entry=True, consent_publish=False, entered_by_self=False, actor_id=clerk
+    )
+    people.update_consent(c, person_id, consent_publish=True, actor_id=clerk)
+    people.update_profile(c, person_id, adult(name="王秀兰"), actor_id=clerk)
+    people.erase(c, person_id, actor_id=admin)
+    people.erase(c, person_id, actor_id=admin)  # a second erasure changes nothing and records nothing
+    history = people.history(c, person_id)
+    assert [(kind, actor) for kind, actor, _ in history] == [
+        ("created", clerk),
+        ("consent_updated", clerk),
+        ("profile_updated", clerk),
+        ("erased", admin),
+    ]
+    assert [at for _, _, at in history] == sorted(at for _, _, at in history)

@@ -363,7 +363,8 @@ def test_runtime_role_privileges(owner: Conn) -> None:
         "household_member": append_only,
         "household_event": append_only,
         "community_setting": append_only,
-        "api_idempotency": append_only | {"DELETE"},  # a request that fails unexpectedly frees its key
+        "api_idempotency": append_only | {"DELETE"},
+        "person_event": append_only,  # a request that fails unexpectedly frees its key
     }
     column_updates = owner.execute(
         """
