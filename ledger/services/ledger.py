@@ -23,9 +23,11 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from ledger.audit.leaf import transfer_leaf_template
-from ledger.domain.engine import Effects, Planned, apply_postings
+from ledger.domain.balances import BalanceState
+from ledger.domain.engine import AccountInfo, Effects, Planned, apply_postings
 from ledger.domain.errors import ErrorCode, LedgerError
 from ledger.domain.ids import uuid7
+from ledger.domain.lots import LotState
 from ledger.domain.transfers import (
     Phase,
     ResolveRequest,
@@ -40,6 +42,7 @@ from ledger.services.batch import BatchResult, post_batch
 from ledger.services.results import BalanceView, Receipt, TransferResult
 from ledger.store import ledger_repo as sql
 from ledger.store.db import Conn
+from ledger.store.ledger_repo import Cur
 
 
 def wall_clock_us() -> int:
@@ -95,7 +98,12 @@ class Ledger:
             metadata=req.metadata,
         )
         return self._submit(
-            req.community_id, req.idempotency_key, req.request_hash(), transfer_id, lambda _conn: write
+            req.community_id,
+            req.idempotency_key,
+            req.request_hash(),
+            transfer_id,
+            lambda _conn: write,
+            known=write,
         )
 
     def reverse(self, req: ReverseRequest) -> TransferResult:
@@ -183,10 +191,16 @@ class Ledger:
         request_hash: bytes,
         transfer_id: uuid.UUID,
         load: Callable[[Conn], Write],
+        *,
+        known: Write | None = None,
     ) -> TransferResult:
+        """Claim the key, load what to write, write it. ``known``: the write needs no reading first
+        (a plain transfer), so its balance reads travel with the claim in one round trip."""
         with self._pool.connection() as conn:
             try:
-                claimed, origin = self._claim(conn, community_id, key, request_hash, transfer_id)
+                claimed, origin, state = self._claim(
+                    conn, community_id, key, request_hash, transfer_id, known
+                )
             except LedgerError:  # COMMUNITY_NOT_FOUND: the key's claim must not stay behind
                 conn.rollback()
                 raise
@@ -194,8 +208,10 @@ class Ledger:
                 conn.rollback()
                 return reads.replay(conn, community_id, key, request_hash)
             try:
-                write = load(conn)
-                return self._write(conn, community_id, origin, write)
+                write = known or load(conn)
+                return self._write(
+                    conn, community_id, origin, write, state or self._read(conn, community_id, write)
+                )
             except LedgerError as err:
                 self._record_failure(conn, community_id, key, err)
                 raise
@@ -206,30 +222,44 @@ class Ledger:
                 raise failure from None
 
     def _claim(
-        self, conn: Conn, community_id: int, key: str, request_hash: bytes, transfer_id: uuid.UUID
-    ) -> tuple[bool, str]:
+        self,
+        conn: Conn,
+        community_id: int,
+        key: str,
+        request_hash: bytes,
+        transfer_id: uuid.UUID,
+        known: Write | None,
+    ) -> tuple[bool, str, _State | None]:
         with conn.pipeline():
             claim = conn.execute(sql.CLAIM_KEY, (community_id, key, request_hash, transfer_id))
             conn.execute("SAVEPOINT write")
             origin_cur = conn.execute(sql.COMMUNITY_ORIGIN, (community_id,))
+            pending = None if known is None else self._queue_reads(conn, community_id, known)
         row = origin_cur.fetchone()
         if row is None:
             raise LedgerError(ErrorCode.COMMUNITY_NOT_FOUND, community_id=community_id)
-        return claim.fetchone() is not None, str(row[0])
+        state = None if pending is None else _fetch_state(*pending)
+        return claim.fetchone() is not None, str(row[0]), state
 
-    def _write(self, conn: Conn, community_id: int, origin: str, write: Write) -> TransferResult:
+    def _queue_reads(self, conn: Conn, community_id: int, write: Write) -> tuple[Cur, Cur, Cur]:
+        """The reads a write needs, queued on the current pipeline: accounts, locked balances, lots."""
         account_ids = sorted({p.account_id for p in write.planned})
-        with conn.pipeline():
-            acc_cur = conn.execute(sql.ACCOUNTS, (community_id, account_ids))
-            bal_cur = conn.execute(sql.LOCK_BALANCES, (community_id, account_ids))
-            lot_cur = conn.execute(
-                sql.OPEN_LOTS,
-                (community_id, [p.account_id for p in write.planned if p.amount < 0 and not p.lot_restore]),
-            )
-        accounts = sql.account_infos(acc_cur.fetchall())
-        balances = sql.balance_states(bal_cur.fetchall(), accounts)
-        lots = sql.lot_states(lot_cur.fetchall())
+        debited = [p.account_id for p in write.planned if p.amount < 0 and not p.lot_restore]
+        return (
+            conn.execute(sql.ACCOUNTS, (community_id, account_ids)),
+            conn.execute(sql.LOCK_BALANCES, (community_id, account_ids)),
+            conn.execute(sql.OPEN_LOTS, (community_id, debited)),
+        )
 
+    def _read(self, conn: Conn, community_id: int, write: Write) -> _State:
+        with conn.pipeline():
+            pending = self._queue_reads(conn, community_id, write)
+        return _fetch_state(*pending)
+
+    def _write(
+        self, conn: Conn, community_id: int, origin: str, write: Write, state: _State
+    ) -> TransferResult:
+        accounts, balances, lots = state
         recorded_us = self._clock()
         effective_us = write.effective_us if write.effective_us is not None else recorded_us
         effects = Effects()
@@ -257,45 +287,29 @@ class Ledger:
             pending_id=write.pending_id,
             timeout_us=timeout_at_us,
         )
+        document = sql.transfer_document(
+            community_id=community_id,
+            transfer_id=write.transfer_id,
+            kind=write.kind,
+            phase=str(write.phase),
+            effective_us=effective_us,
+            recorded_us=recorded_us,
+            actor_id=write.actor_id,
+            idempotency_key=write.idempotency_key,
+            reverses_id=write.reverses_id,
+            pending_id=write.pending_id,
+            timeout_us=timeout_at_us,
+            metadata=write.metadata,
+            rows=rows,
+            effects=effects,
+            balances=balances,
+            accounts=accounts,
+            # A resolution releases the reservation in the bucket where the pending transfer made it.
+            hot_bucket=(write.pending_id or write.transfer_id).int,
+            leaf=(template.prefix, template.middle, template.suffix),
+        )
         with conn.pipeline():
-            cur = conn.cursor()
-            sql.insert_transfer(
-                cur,
-                community_id=community_id,
-                transfer_id=write.transfer_id,
-                kind=write.kind,
-                phase=str(write.phase),
-                effective_us=effective_us,
-                recorded_us=recorded_us,
-                actor_id=write.actor_id,
-                idempotency_key=write.idempotency_key,
-                reverses_id=write.reverses_id,
-                pending_id=write.pending_id,
-                timeout_us=timeout_at_us,
-                metadata=write.metadata,
-            )
-            sql.write_effects(
-                cur,
-                community_id=community_id,
-                transfer_id=write.transfer_id,
-                earned_us=effective_us,
-                rows=rows,
-                effects=effects,
-                balances=balances,
-                # A resolution releases the reservation in the bucket where the pending transfer made it.
-                hot_bucket=(write.pending_id or write.transfer_id).int,
-                accounts=accounts,
-            )
-            leaf_cur = conn.execute(
-                sql.APPEND_LEAF,
-                {
-                    "c": community_id,
-                    "prefix": template.prefix,
-                    "middle": template.middle,
-                    "suffix": template.suffix,
-                    "t": write.transfer_id,
-                },
-            )
+            leaf_cur = conn.execute(sql.WRITE_TRANSFER, (Jsonb(document),))
             conn.commit()
         index, leaf_hash = leaf_cur.fetchone() or (None, None)
         assert index is not None and leaf_hash is not None
@@ -317,6 +331,14 @@ class Ledger:
         conn.execute("ROLLBACK TO SAVEPOINT write")
         conn.execute(sql.RECORD_FAILURE, (Jsonb(err.to_dict()), community_id, key))
         conn.commit()
+
+
+_State = tuple[dict[uuid.UUID, AccountInfo], dict[uuid.UUID, BalanceState], dict[uuid.UUID, list[LotState]]]
+
+
+def _fetch_state(acc_cur: Cur, bal_cur: Cur, lot_cur: Cur) -> _State:
+    accounts = sql.account_infos(acc_cur.fetchall())
+    return accounts, sql.balance_states(bal_cur.fetchall(), accounts), sql.lot_states(lot_cur.fetchall())
 
 
 _CONSTRAINT_CODES = {

@@ -13,14 +13,12 @@ from typing import Any
 
 from psycopg import Cursor
 from psycopg.rows import TupleRow
-from psycopg.types.json import Jsonb
 
 from ledger.domain.accounts import AccountFlags
 from ledger.domain.balances import BalanceState
 from ledger.domain.engine import AccountInfo, Effects, PostingRow
 from ledger.domain.lots import LotState
 from ledger.domain.units import Unit
-from ledger.store.db import Conn
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Cur = Cursor[TupleRow]
@@ -60,17 +58,6 @@ OPEN_LOTS = """
 SELECT account_id, lot_id, remaining, expires_at, earned_at FROM lot
 WHERE community_id = %s AND account_id = ANY(%s) AND remaining > 0
 """
-INSERT_TRANSFER = """
-INSERT INTO transfer (community_id, transfer_id, kind, phase, effective_at, recorded_at, actor_id,
-                      idempotency_key, reverses_id, pending_id, timeout_at, metadata)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-"""
-INSERT_POSTINGS = """
-INSERT INTO posting (community_id, transfer_id, seq, account_id, unit, phase, amount, balance_after,
-                     account_version, expires_at)
-SELECT %s, %s, * FROM unnest(%s::int2[], %s::uuid[], %s::text[], %s::text[], %s::int8[], %s::int8[],
-                             %s::int8[], %s::timestamptz[])
-"""
 # One statement per row, pipelined: a join with unnest() gets a generic plan (prepared statements)
 # that walks every balance row of the community instead of looking each account up.
 UPDATE_BALANCE = """
@@ -82,40 +69,103 @@ UPDATE balance SET posted = posted + %s, pending_in = pending_in + %s, pending_o
                    version = version + 1
 WHERE community_id = %s AND account_id = %s AND bucket = %s
 """
-INSERT_LOTS = """
-INSERT INTO lot (community_id, lot_id, account_id, transfer_id, seq, amount, remaining, earned_at, expires_at)
-SELECT %s, u.lot_id, u.account_id, %s, u.seq, u.amount, u.amount, u.earned_at, u.expires_at
-FROM unnest(%s::uuid[], %s::uuid[], %s::int2[], %s::int8[], %s::timestamptz[], %s::timestamptz[])
-     AS u(lot_id, account_id, seq, amount, earned_at, expires_at)
-"""
-INSERT_MOVEMENTS = """
-INSERT INTO lot_movement (community_id, transfer_id, seq, lot_id, amount)
-SELECT %s, %s, * FROM unnest(%s::int2[], %s::uuid[], %s::int8[])
-"""
 UPDATE_LOTS = """
 UPDATE lot l SET remaining = l.remaining + u.delta
 FROM unnest(%s::uuid[], %s::int8[]) AS u(lot_id, delta)
 WHERE l.community_id = %s AND l.lot_id = u.lot_id
 """
-# The chain link. Python hands over the canonical leaf in three fragments around "index" and "prev";
-# the head row is locked last and held only for this statement and the commit.
-APPEND_LEAF = """
-WITH head AS (
-    SELECT size, last_hash FROM log_head WHERE community_id = %(c)s FOR UPDATE
-), leaf AS (
-    SELECT size AS idx,
-           %(prefix)s::bytea || convert_to(size::text, 'UTF8') || %(middle)s::bytea
-             || convert_to(encode(last_hash, 'hex'), 'UTF8') || %(suffix)s::bytea AS bytes
-    FROM head
-), ins AS (
-    INSERT INTO log_leaf (community_id, idx, leaf, leaf_hash, transfer_id)
-    SELECT %(c)s, idx, bytes, sha256('\\x00'::bytea || bytes), %(t)s FROM leaf
-    RETURNING idx, leaf_hash
-)
-UPDATE log_head h SET size = ins.idx + 1, last_hash = ins.leaf_hash
-FROM ins WHERE h.community_id = %(c)s
-RETURNING ins.idx, ins.leaf_hash
-"""
+
+WRITE_TRANSFER = "SELECT leaf_index, leaf_hash FROM vledger_write_transfer(%s)"
+
+
+def _text(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def transfer_document(
+    *,
+    community_id: int,
+    transfer_id: uuid.UUID,
+    kind: str,
+    phase: str,
+    effective_us: int,
+    recorded_us: int,
+    actor_id: uuid.UUID | None,
+    idempotency_key: str,
+    reverses_id: uuid.UUID | None,
+    pending_id: uuid.UUID | None,
+    timeout_us: int | None,
+    metadata: dict[str, object],
+    rows: list[PostingRow],
+    effects: Effects,
+    balances: dict[uuid.UUID, BalanceState],
+    accounts: dict[uuid.UUID, AccountInfo],
+    hot_bucket: int,
+    leaf: tuple[bytes, bytes, bytes],
+) -> dict[str, object]:
+    """Everything ``vledger_write_transfer`` (migration 0007) writes for one transfer, as JSON.
+
+    Lists are in lock order (balance rows and hot accounts by account id, lots by id), matching
+    ``update_balance_rows``. The leaf comes as the three canonical fragments around index and prev.
+    """
+    doc: dict[str, object] = {
+        "c": community_id,
+        "t": str(transfer_id),
+        "kind": kind,
+        "phase": phase,
+        "eff": effective_us,
+        "rec": recorded_us,
+        "actor": _text(actor_id),
+        "key": idempotency_key,
+        "rev": _text(reverses_id),
+        "pend": _text(pending_id),
+        "timeout": timeout_us,
+        "meta": metadata,
+        "p": [
+            {
+                "seq": r.seq,
+                "a": str(r.account_id),
+                "u": r.unit.value,
+                "ph": r.phase.value,
+                "amt": r.amount,
+                "bal": r.balance_after,
+                "ver": r.account_version,
+                "exp": r.expires_at_us,
+            }
+            for r in rows
+        ],
+        "bal": [
+            {"a": str(a), "posted": b.posted, "pin": b.pending_in, "pout": b.pending_out, "ver": b.version}
+            for a in sorted(effects.touched)
+            for b in (balances[a],)
+        ],
+        "hot": [
+            {"a": str(a), "b": hot_bucket % accounts[a].buckets, "posted": d[0], "pin": d[1], "pout": d[2]}
+            for a in sorted(effects.hot_deltas)
+            for d in (effects.hot_deltas[a],)
+        ],
+        "lotd": [{"id": str(i), "delta": effects.lot_deltas[i]} for i in sorted(effects.lot_deltas)],
+        "pre": leaf[0].decode(),
+        "mid": leaf[1].decode(),
+        "suf": leaf[2].decode(),
+    }
+    if effects.new_lots:
+        doc["lots"] = [
+            {
+                "id": str(lot.lot_id),
+                "a": str(lot.account_id),
+                "seq": lot.seq,
+                "amt": lot.amount,
+                "earned": lot.earned_us,
+                "exp": lot.expires_at_us,
+            }
+            for lot in effects.new_lots
+        ]
+    if effects.movements:
+        doc["moves"] = [
+            {"seq": seq, "lot": str(lot), "amt": amount} for seq, lot, amount in effects.movements
+        ]
+    return doc
 
 
 def account_infos(rows: Iterable[tuple[Any, ...]]) -> dict[uuid.UUID, AccountInfo]:
@@ -143,58 +193,6 @@ def lot_states(rows: Iterable[tuple[Any, ...]]) -> dict[uuid.UUID, list[LotState
     return out
 
 
-def write_effects(
-    cur: Cur,
-    *,
-    community_id: int,
-    transfer_id: uuid.UUID,
-    earned_us: int,
-    rows: list[PostingRow],
-    effects: Effects,
-    balances: dict[uuid.UUID, BalanceState],
-    hot_bucket: int,
-    accounts: dict[uuid.UUID, AccountInfo],
-) -> None:
-    """Queue the posting, balance and lot writes of one transfer (the caller runs a pipeline)."""
-    cur.execute(
-        INSERT_POSTINGS,
-        (
-            community_id,
-            transfer_id,
-            [r.seq for r in rows],
-            [r.account_id for r in rows],
-            [str(r.unit) for r in rows],
-            [str(r.phase) for r in rows],
-            [r.amount for r in rows],
-            [r.balance_after for r in rows],
-            [r.account_version for r in rows],
-            [to_dt(r.expires_at_us) for r in rows],
-        ),
-    )
-    if effects.new_lots:
-        lots = effects.new_lots
-        cur.execute(
-            INSERT_LOTS,
-            (
-                community_id,
-                transfer_id,
-                [lot.lot_id for lot in lots],
-                [lot.account_id for lot in lots],
-                [lot.seq for lot in lots],
-                [lot.amount for lot in lots],
-                [to_dt(lot.earned_us) for lot in lots],
-                [to_dt(lot.expires_at_us) for lot in lots],
-            ),
-        )
-    if effects.movements:
-        moves = effects.movements
-        cur.execute(
-            INSERT_MOVEMENTS,
-            (community_id, transfer_id, [m[0] for m in moves], [m[1] for m in moves], [m[2] for m in moves]),
-        )
-    update_balance_rows(cur, community_id, effects, balances, accounts, hot_bucket)
-
-
 def update_balance_rows(
     cur: Cur,
     community_id: int,
@@ -220,42 +218,3 @@ def update_balance_rows(
     if effects.lot_deltas:
         ids = sorted(effects.lot_deltas)
         cur.execute(UPDATE_LOTS, (ids, [effects.lot_deltas[i] for i in ids], community_id))
-
-
-def insert_transfer(
-    cur: Cur,
-    *,
-    community_id: int,
-    transfer_id: uuid.UUID,
-    kind: str,
-    phase: str,
-    effective_us: int,
-    recorded_us: int,
-    actor_id: uuid.UUID | None,
-    idempotency_key: str,
-    reverses_id: uuid.UUID | None,
-    pending_id: uuid.UUID | None,
-    timeout_us: int | None,
-    metadata: dict[str, object],
-) -> None:
-    cur.execute(
-        INSERT_TRANSFER,
-        (
-            community_id,
-            transfer_id,
-            kind,
-            phase,
-            to_dt(effective_us),
-            to_dt(recorded_us),
-            actor_id,
-            idempotency_key,
-            reverses_id,
-            pending_id,
-            to_dt(timeout_us),
-            Jsonb(metadata),
-        ),
-    )
-
-
-def connection_cursor(conn: Conn) -> Cur:
-    return conn.cursor()
