@@ -9,6 +9,7 @@ unexpected failure releases the key so that the client can retry.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 from litestar import Response
@@ -30,8 +31,16 @@ def idempotent(
     run: Callable[[], object],
     *,
     status_code: int = 201,
+    remember: Callable[[Any], object] | None = None,
+    recall: Callable[[Any], object] | None = None,
 ) -> Response[object]:
-    """Run ``run`` once per (caller, key); ``payload`` is what makes two requests the same."""
+    """Run ``run`` once per (caller, key); ``payload`` is what makes two requests the same.
+
+    Responses holding personal data must not be stored as they are (erasure could not reach them):
+    ``remember`` reduces a response to ids, and ``recall`` rebuilds the response from those ids at
+    replay time (an erased person then comes back erased). The request hash covers the payload,
+    which is hashed, never stored.
+    """
     if key is None:
         return Response(run(), status_code=status_code)
     user_id = access.principal.user_id
@@ -40,9 +49,13 @@ def idempotent(
     if stored is not None:
         media = PROBLEM if stored.status_code >= 400 else "application/json"
         headers = {REPLAYED: "true"}
-        return Response(stored.body, status_code=stored.status_code, media_type=media, headers=headers)
+        body = stored.body
+        if recall is not None and stored.status_code < 400:
+            body = msgspec.to_builtins(recall(body))
+        return Response(body, status_code=stored.status_code, media_type=media, headers=headers)
     try:
-        body = msgspec.to_builtins(run())
+        result = run()
+        body = msgspec.to_builtins(result)
     except LedgerError as err:
         status = status_of(err.code)
         problem = {"type": f"urn:vledger:error:{err.code}", "title": err.code.message_zh, "status": status}
@@ -52,5 +65,5 @@ def idempotent(
     except BaseException:
         services.requests.release(user_id, key)
         raise
-    services.requests.finish(user_id, key, status_code, body)
+    services.requests.finish(user_id, key, status_code, body if remember is None else remember(result))
     return Response(body, status_code=status_code)

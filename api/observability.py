@@ -62,6 +62,21 @@ def configure_logging(level: int = logging.INFO) -> None:
 _access = logging.getLogger("vledger.access")
 
 
+def log_request(method: object, route: object, status: int, started: float) -> None:
+    """One access line: the route template (never the raw path or query), status and duration."""
+    _access.info(
+        "request",
+        extra={
+            "fields": {
+                "method": method,
+                "route": route,
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            }
+        },
+    )
+
+
 def access_log(app: ASGIApp) -> ASGIApp:
     """ASGI middleware: one log line per request with the route template, status and duration."""
 
@@ -81,18 +96,6 @@ def access_log(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, capture)
         finally:
-            handler = scope.get("route_handler")
-            route = getattr(handler, "paths", None)
-            _access.info(
-                "request",
-                extra={
-                    "fields": {
-                        "method": scope.get("method"),
-                        "route": sorted(route)[0] if route else None,
-                        "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    }
-                },
-            )
+            log_request(scope.get("method"), scope.get("path_template"), status, started)
 
     return middleware

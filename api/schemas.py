@@ -218,3 +218,8 @@ def to_us(value: datetime) -> int:
 
 
 BEIJING = timezone(timedelta(hours=8))
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """A client's instant; one without a zone is Beijing time, as everywhere in this API."""
+    return value if value is None or value.tzinfo is not None else value.replace(tzinfo=BEIJING)

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 from litestar import Controller, Response, get, patch, post
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
@@ -136,7 +137,12 @@ class PersonRoutes(Controller):
         own = person_id is not None and access.principal.is_person(community_id, person_id)
         return own or access.can(Permission.PERSON_READ_FULL, community_id)
 
-    @post("/", sync_to_thread=True, summary="登记人员（组织录入须本人同意）")
+    @post(
+        "/",
+        sync_to_thread=True,
+        summary="登记人员（组织录入须本人同意）",
+        responses={201: ResponseSpec(PersonOut, description="已登记", generate_examples=False)},
+    )
     def create_person(
         self,
         community_id: FromPath[int],
@@ -160,7 +166,21 @@ class PersonRoutes(Controller):
             full = self._full(access, community_id)
             return PersonOut.of(services.people.get(community_id, person_id, full=full))
 
-        return idempotent(services, access, idempotency_key, f"people:{community_id}", data, run)
+        def recall(stored: dict[str, str]) -> PersonOut:
+            person_id = uuid.UUID(stored["person_id"])
+            full = self._full(access, community_id)
+            return PersonOut.of(services.people.get(community_id, person_id, full=full))
+
+        return idempotent(
+            services,
+            access,
+            idempotency_key,
+            f"people:{community_id}",
+            data,
+            run,
+            remember=lambda out: {"person_id": str(out.person_id)},
+            recall=recall,
+        )
 
     @get("/", sync_to_thread=True, summary="人员列表（证件号、手机号按权限脱敏）")
     def list_people(
@@ -221,7 +241,13 @@ class PersonRoutes(Controller):
         full = self._full(access, community_id, person_id)
         return PersonOut.of(services.people.get(community_id, person_id, full=full))
 
-    @post("/{person_id:uuid}/erasure", sync_to_thread=True, status_code=HTTP_200_OK, summary="删除个人信息")
+    @post(
+        "/{person_id:uuid}/erasure",
+        sync_to_thread=True,
+        status_code=HTTP_200_OK,
+        summary="删除个人信息",
+        responses={200: ResponseSpec(PersonOut, description="已删除", generate_examples=False)},
+    )
     def erase(
         self,
         community_id: FromPath[int],
@@ -238,4 +264,14 @@ class PersonRoutes(Controller):
             return PersonOut.of(services.people.get(community_id, person_id, full=False))
 
         route = f"erase:{community_id}:{person_id}"
-        return idempotent(services, access, idempotency_key, route, {}, run, status_code=HTTP_200_OK)
+        return idempotent(
+            services,
+            access,
+            idempotency_key,
+            route,
+            {},
+            run,
+            status_code=HTTP_200_OK,
+            remember=lambda out: {"person_id": str(out.person_id)},
+            recall=lambda _stored: PersonOut.of(services.people.get(community_id, person_id, full=False)),
+        )

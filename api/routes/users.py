@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 from litestar import Controller, Response, delete, get, post
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
@@ -102,25 +103,33 @@ def _user_out(services: NamedDependency[Services], user: UserInfo) -> UserOut:
     )
 
 
-def _manages(access: NamedDependency[Access], services: NamedDependency[Services], user: UserInfo) -> bool:
-    """Whether the caller administers a community or region this user holds a role in (or is them)."""
+def _manages(access: Access, user: UserInfo, *, every: bool) -> bool:
+    """Whether the caller administers the user: themself; else the communities and regions the user
+    holds roles in (or is a person of). ``every`` for acts that hand over the user's power (tokens):
+    the caller must administer all of those scopes, or an outside admin could grant our admin a role
+    in their own community and then mint a token carrying all of our admin's rights."""
     if user.user_id == access.principal.user_id:
         return True
     scopes = list(user.grants)
     if user.person is not None:
         scopes.append(Grant(Role.VOLUNTEER, community_id=user.person.community_id))
-    for g in scopes:
-        if g.community_id is not None and access.can(Permission.USER_MANAGE, g.community_id):
-            return True
-        if g.region_id is not None and access.principal.may_grant(
-            Grant(Role.AUDITOR, region_id=g.region_id), None
-        ):
-            return True
-    return False
+    if not scopes:  # a user with no role has no power to hand over; any administrator may manage it
+        return _is_admin(access)
+
+    def covered(g: Grant) -> bool:
+        if g.community_id is not None:
+            return access.can(Permission.USER_MANAGE, g.community_id)
+        return access.principal.may_grant(Grant(Role.AUDITOR, region_id=g.region_id), None)
+
+    return all(map(covered, scopes)) if every else any(map(covered, scopes))
 
 
-def _any_admin(access: NamedDependency[Access]) -> None:
-    if not any(g.role in (Role.COMMUNITY_ADMIN, Role.REGION_ADMIN) for g in access.principal.grants):
+def _is_admin(access: Access) -> bool:
+    return any(g.role in (Role.COMMUNITY_ADMIN, Role.REGION_ADMIN) for g in access.principal.grants)
+
+
+def _any_admin(access: Access) -> None:
+    if not _is_admin(access):
         raise LedgerError(ErrorCode.FORBIDDEN, permission=str(Permission.USER_MANAGE))
 
 
@@ -128,7 +137,12 @@ class UserRoutes(Controller):
     path = "/api/v1/users"
     tags = ("users",)
 
-    @post("/", sync_to_thread=True, summary="创建用户")
+    @post(
+        "/",
+        sync_to_thread=True,
+        summary="创建用户",
+        responses={201: ResponseSpec(UserOut, description="已创建", generate_examples=False)},
+    )
     def create_user(
         self,
         data: JSONBody[UserIn],
@@ -152,7 +166,16 @@ class UserRoutes(Controller):
             return _user_out(services, services.identity.user(user_id))
 
         payload = {**msgspec.to_builtins(data), "password": None}  # the hash of a password is not stored
-        return idempotent(services, access, idempotency_key, "users", payload, run)
+        return idempotent(
+            services,
+            access,
+            idempotency_key,
+            "users",
+            payload,
+            run,
+            remember=lambda out: {"user_id": str(out.user_id)},  # usernames may be names: ids only
+            recall=lambda stored: _user_out(services, services.identity.user(uuid.UUID(stored["user_id"]))),
+        )
 
     @get("/{user_id:uuid}", sync_to_thread=True, summary="用户详情")
     def get_user(
@@ -162,7 +185,7 @@ class UserRoutes(Controller):
         services: NamedDependency[Services],
     ) -> UserOut:
         user = services.identity.user(user_id)
-        if not _manages(access, services, user):
+        if not _manages(access, user, every=False):
             raise LedgerError(ErrorCode.USER_NOT_FOUND, user_id=str(user_id))
         return _user_out(services, user)
 
@@ -210,7 +233,7 @@ class UserRoutes(Controller):
     ) -> IssuedTokenOut:
         """Not idempotent by design: a replay would have to store the secret to return it again."""
         user = services.identity.user(user_id)
-        if not _manages(access, services, user):
+        if not _manages(access, user, every=True):
             raise LedgerError(ErrorCode.USER_NOT_FOUND, user_id=str(user_id))
         expires = None if data.expires_days is None else data.expires_days * 86_400
         issued = services.identity.issue_api_token(
@@ -226,7 +249,7 @@ class UserRoutes(Controller):
         services: NamedDependency[Services],
     ) -> list[TokenOut]:
         user = services.identity.user(user_id)
-        if not _manages(access, services, user):
+        if not _manages(access, user, every=True):
             raise LedgerError(ErrorCode.USER_NOT_FOUND, user_id=str(user_id))
         return [
             TokenOut(
@@ -254,7 +277,7 @@ class UserRoutes(Controller):
         services: NamedDependency[Services],
     ) -> None:
         user = services.identity.user(user_id)
-        if not _manages(access, services, user):
+        if not _manages(access, user, every=True):
             raise LedgerError(ErrorCode.USER_NOT_FOUND, user_id=str(user_id))
         if token_id in {t.token_id for t in services.identity.tokens_of(user_id)}:
             services.identity.revoke_token(token_id, actor_id=access.principal.user_id)

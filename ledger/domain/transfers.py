@@ -18,6 +18,10 @@ from ledger.domain.units import Unit
 # Amounts and balances stay within what every JSON reader represents exactly (RFC 8785 / IEEE double).
 MAX_AMOUNT = 2**53 - 1
 MAX_POSTINGS = 64
+# Instants are microseconds since 1970 UTC and must stay exact in every JSON reader (2^53 - 1 µs is
+# the year 2255); a reservation lasts at most ten years.
+MAX_TIME_US = MAX_AMOUNT
+MAX_TIMEOUT_US = 10 * 366 * 86_400_000_000
 _KEY_RE = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _KIND_RE = re.compile(r"[a-z][a-z0-9_]{0,47}")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -243,7 +247,9 @@ def _envelope_faults(req: TransferRequest, faults: _FirstFault) -> bool:
     """Phase, times, metadata, ids, key and kind; returns whether every posting's account id parsed."""
     if req.phase not in (Phase.SINGLE, Phase.PENDING):
         faults.add(ErrorCode.MALFORMED_REQUEST, "phase")
-    if req.effective_us is not None and (not _is_int(req.effective_us) or req.effective_us < 0):
+    if req.effective_us is not None and (
+        not _is_int(req.effective_us) or not 0 <= req.effective_us <= MAX_TIME_US
+    ):
         faults.add(ErrorCode.MALFORMED_REQUEST, "effective_us")
     _metadata_faults(req.metadata, "metadata", faults)
     if not _is_int(req.community_id) or req.community_id <= 0:
@@ -299,13 +305,13 @@ def _posting_faults(
 
 def _time_faults(req: TransferRequest, faults: _FirstFault) -> None:
     if req.timeout_us is not None and (
-        req.phase != Phase.PENDING or not _is_int(req.timeout_us) or req.timeout_us <= 0
+        req.phase != Phase.PENDING or not _is_int(req.timeout_us) or not 0 < req.timeout_us <= MAX_TIMEOUT_US
     ):
         faults.add(ErrorCode.INVALID_TIMEOUT, "timeout_us")
     for i, p in enumerate(req.postings):
         if p.expires_at_us is not None and (
             not _is_int(p.expires_at_us)
-            or p.expires_at_us < 0
+            or not 0 <= p.expires_at_us <= MAX_TIME_US
             or p.unit != Unit.POINTS
             or not _is_int(p.amount)
             or p.amount < 0

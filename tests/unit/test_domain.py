@@ -633,3 +633,18 @@ def test_resolve_and_reverse_hashes_change_with_every_field() -> None:
         assert replace(reverse, **change).request_hash() != reverse.request_hash(), change
     # A reversal and a resolution of the same id never share a hash.
     assert ReverseRequest(1, A, "k").request_hash() != ResolveRequest(1, A, Phase.VOID, "k").request_hash()
+
+
+def test_instants_and_timeouts_stay_within_exact_json_integers() -> None:
+    from ledger.domain.transfers import MAX_TIME_US, MAX_TIMEOUT_US  # noqa: PLC0415
+
+    validate_transfer(request(effective_us=MAX_TIME_US))
+    assert (
+        code_of(lambda: validate_transfer(request(effective_us=MAX_TIME_US + 1)))
+        == ErrorCode.MALFORMED_REQUEST
+    )
+    late = (Posting(A, Unit.POINTS, -5), Posting(B, Unit.POINTS, 5, MAX_TIME_US + 1))
+    assert code_of(lambda: validate_transfer(request(postings=late))) == ErrorCode.INVALID_EXPIRY
+    validate_transfer(request(phase=Phase.PENDING, timeout_us=MAX_TIMEOUT_US))
+    too_long = request(phase=Phase.PENDING, timeout_us=MAX_TIMEOUT_US + 1)
+    assert code_of(lambda: validate_transfer(too_long)) == ErrorCode.INVALID_TIMEOUT
