@@ -249,3 +249,29 @@ class LogLeaf(SQLModel, table=True):
     leaf: bytes = Field(sa_type=LargeBinary)
     leaf_hash: bytes = Field(sa_type=LargeBinary)
     transfer_id: uuid.UUID | None = None
+
+
+class LogNode(SQLModel, table=True):
+    """Perfect-subtree hashes of level >= 1 (migration 0008); level 0 is log_leaf.leaf_hash."""
+
+    __tablename__ = "log_node"
+    community_id: int = _big(primary_key=True)
+    level: int = Field(primary_key=True, sa_type=SmallInteger)
+    idx: int = _big(primary_key=True)
+    hash: bytes = Field(sa_type=LargeBinary)
+
+
+class LogTree(SQLModel, table=True):
+    __tablename__ = "log_tree"
+    community_id: int = _big(primary_key=True, foreign_key="community.community_id")
+    size: int = _big(default=0, sa_column_kwargs={"server_default": text("0")})
+    root: bytes = Field(sa_type=LargeBinary)
+
+
+class LogCheckpoint(SQLModel, table=True):
+    __tablename__ = "log_checkpoint"
+    community_id: int = _big(primary_key=True, foreign_key="community.community_id")
+    size: int = _big(primary_key=True)
+    root: bytes = Field(sa_type=LargeBinary)
+    note: bytes = Field(sa_type=LargeBinary)
+    signed_at: datetime = _ts()

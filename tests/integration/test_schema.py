@@ -364,14 +364,17 @@ def test_runtime_role_privileges(owner: Conn) -> None:
         "household_event": append_only,
         "community_setting": append_only,
         "api_idempotency": append_only | {"DELETE"},
-        "person_event": append_only,  # a request that fails unexpectedly frees its key
+        "person_event": append_only,
+        "log_node": append_only,
+        "log_tree": append_only,
+        "log_checkpoint": append_only,  # a request that fails unexpectedly frees its key
     }
     column_updates = owner.execute(
         """
         SELECT c.relname, array_agg(a.attname::text ORDER BY a.attname)
         FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
         WHERE c.relname IN ('app_user', 'auth_token', 'role_grant', 'household', 'household_member',
-                            'api_idempotency')
+                            'api_idempotency', 'log_tree', 'log_checkpoint')
           AND has_column_privilege(%s, c.oid, a.attnum, 'UPDATE')
         GROUP BY c.relname
         """,
@@ -384,6 +387,8 @@ def test_runtime_role_privileges(owner: Conn) -> None:
         "household": ["dissolved_at", "grid", "village_group"],
         "household_member": ["is_head", "valid_to"],
         "api_idempotency": ["response", "status_code"],
+        "log_tree": ["root", "size"],
+        "log_checkpoint": ["note", "signed_at"],
     }
     columns = owner.execute(
         "SELECT attname FROM pg_attribute WHERE attrelid = 'idempotency'::regclass AND attnum > 0 "
