@@ -122,3 +122,36 @@ def test_entries_and_checkpoints(
     latest = audit.latest_checkpoint(c)
     assert latest is not None and (latest.size, latest.root, latest.note) == (5, root, b"note two\n")
     assert [cp.size for cp in audit.checkpoints(c)] == [5]
+
+
+def test_event_leaves_join_the_same_chain(
+    pool: ConnectionPool[Conn],
+    audit: AuditLog,
+    ledger: Ledger,
+    community: CommunityInfo,
+    open_member: object,
+    owner: Conn,
+) -> None:
+    from ledger.audit.leaf import decode_leaf  # noqa: PLC0415
+    from ledger.services.log_events import append_event  # noqa: PLC0415
+
+    c = community.community_id
+    _append(ledger, community, open_member, 2, "v")
+    receipt = append_event(pool, c, "key_rotation", {"old_key": "k1", "new_key": "k2", "retired_at_size": 2})
+    _append(ledger, community, open_member, 1, "w")
+    hashes = _leaf_hashes(owner, c)
+    assert receipt.index == 2 and receipt.leaf_hash == hashes[2]
+    leaf = audit.entries(c, 2, 3)[0].leaf
+    assert decode_leaf(leaf) | {} == {
+        "v": 1,
+        "origin": community.origin,
+        "index": 2,
+        "prev": hashes[1].hex(),
+        "type": "key_rotation",
+        "old_key": "k1",
+        "new_key": "k2",
+        "retired_at_size": 2,
+    }
+    assert decode_leaf(audit.entries(c, 3, 4)[0].leaf)["prev"] == hashes[2].hex()
+    with pytest.raises(ValueError, match="unknown event"):
+        append_event(pool, c, "gossip", {})
