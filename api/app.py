@@ -10,8 +10,9 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from api.deps import Services, provide_access, provide_principal, provide_services
-from api.errors import HANDLERS
+from api.errors import HANDLERS, document_problems
 from api.observability import PROMETHEUS, MetricsController, access_log
+from api.routes.audit import AuditRoutes, TransferProofRoutes
 from api.routes.auth import login, logout, me
 from api.routes.households import HouseholdRoutes
 from api.routes.ledger import AccountRoutes, CommunityRoutes, TransferRoutes
@@ -50,7 +51,7 @@ def openapi_config() -> OpenAPIConfig:
 
 
 def create_app(services: NamedDependency[Services], *, access_logging: bool = True) -> Litestar:
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health,
             ready,
@@ -64,6 +65,8 @@ def create_app(services: NamedDependency[Services], *, access_logging: bool = Tr
             HouseholdRoutes,
             SettingsRoutes,
             UserRoutes,
+            AuditRoutes,
+            TransferProofRoutes,
             MetricsController,
         ],
         dependencies={
@@ -76,3 +79,7 @@ def create_app(services: NamedDependency[Services], *, access_logging: bool = Tr
         openapi_config=openapi_config(),
         middleware=[PROMETHEUS.middleware, *([access_log] if access_logging else [])],
     )
+    # The document is built once, here, with every route registered; the error responses are added
+    # to it in one place rather than on each handler.
+    document_problems(app.openapi_schema)
+    return app

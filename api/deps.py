@@ -8,6 +8,7 @@ The composition root (``vledger.cli``) builds ``Services`` once; handlers name `
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from litestar import Request
@@ -18,6 +19,7 @@ from litestar.params import FromPath
 from ledger.domain.errors import ErrorCode, LedgerError
 from ledger.domain.roles import Permission, Principal
 from ledger.services.accounts import Accounts, AccountView
+from ledger.services.audit_log import AuditLog
 from ledger.services.communities import Communities
 from ledger.services.households import Households
 from ledger.services.identity import Identity, LoginLimiter
@@ -25,6 +27,14 @@ from ledger.services.ledger import Ledger
 from ledger.services.people import People
 from ledger.services.requests import IdempotentRequests
 from ledger.services.rule_settings import RuleSettings
+
+
+@dataclass(frozen=True, slots=True)
+class AuditKeys:
+    """The verifier keys the service publishes: each log's checkpoint key, and its witnesses'."""
+
+    logs: Callable[[], list[tuple[str, str]]]  # (origin, vkey)
+    witnesses: Callable[[], list[tuple[str, str]]]  # (name, vkey)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +48,8 @@ class Services:
     settings: RuleSettings
     requests: IdempotentRequests
     limiter: LoginLimiter
+    audit: AuditLog
+    audit_keys: AuditKeys
 
 
 def provide_services(state: State) -> Services:

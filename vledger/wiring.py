@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from psycopg_pool import ConnectionPool
 
-from api.deps import Services
+from api.deps import AuditKeys, Services
 from ledger.config import Settings
 from ledger.privacy.keyring import Keyring
 from ledger.services.accounts import Accounts
+from ledger.services.audit_log import AuditLog
 from ledger.services.communities import Communities
 from ledger.services.households import Households
 from ledger.services.identity import Identity, LoginLimiter
@@ -19,7 +20,11 @@ from ledger.store.db import Conn
 
 
 def build_services(
-    pool: ConnectionPool[Conn], settings: Settings, *, identity: Identity | None = None
+    pool: ConnectionPool[Conn],
+    settings: Settings,
+    *,
+    identity: Identity | None = None,
+    audit_keys: AuditKeys | None = None,
 ) -> Services:
     return Services(
         ledger=Ledger(pool),
@@ -33,4 +38,6 @@ def build_services(
         settings=RuleSettings(pool),
         requests=IdempotentRequests(pool),
         limiter=LoginLimiter(settings.login_attempts_per_minute),
+        audit=AuditLog(pool),
+        audit_keys=audit_keys or AuditKeys(logs=list, witnesses=list),
     )

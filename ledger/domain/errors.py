@@ -71,6 +71,7 @@ class ErrorCode(StrEnum):
     ALREADY_IN_HOUSEHOLD = "ALREADY_IN_HOUSEHOLD"
     NOT_IN_HOUSEHOLD = "NOT_IN_HOUSEHOLD"
     SETTING_NOT_LATER = "SETTING_NOT_LATER"
+    NOT_YET_CHECKPOINTED = "NOT_YET_CHECKPOINTED"
     # 5. Balances
     BALANCE_OVERFLOW = "BALANCE_OVERFLOW"
     INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
@@ -133,6 +134,7 @@ MESSAGES_ZH: dict[ErrorCode, str] = {
     ErrorCode.ALREADY_IN_HOUSEHOLD: "该人员已属于另一户",
     ErrorCode.NOT_IN_HOUSEHOLD: "该人员不是本户成员",
     ErrorCode.SETTING_NOT_LATER: "新版本的生效日期须晚于现行版本",
+    ErrorCode.NOT_YET_CHECKPOINTED: "该记录尚未纳入已签名的检查点，请稍后再试",
     ErrorCode.BALANCE_OVERFLOW: "余额超出允许范围",
     ErrorCode.INSUFFICIENT_FUNDS: "余额不足",
 }

@@ -53,6 +53,7 @@ class Permission(StrEnum):
     SETTINGS_READ = "settings:read"
     SETTINGS_WRITE = "settings:write"
     USER_MANAGE = "user:manage"  # users, role grants and API tokens within the grant's scope
+    LOG_ENTRIES_READ = "log:entries"  # raw audit-log leaves (GET /audit/v1/logs/{id}/entries)
 
 
 _READS = frozenset(
@@ -84,7 +85,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.SHOP_CLERK: frozenset({Permission.COMMUNITY_READ, Permission.SETTINGS_READ}),
     Role.COMMUNITY_ADMIN: _ADMIN,
     Role.REGION_ADMIN: _ADMIN,
-    Role.AUDITOR: _READS | {Permission.STATEMENT_EXPORT},
+    Role.AUDITOR: _READS | {Permission.STATEMENT_EXPORT, Permission.LOG_ENTRIES_READ},
 }
 
 

@@ -17,6 +17,8 @@ from datetime import date, timedelta
 import pytest
 
 from api.deps import Services
+from ledger.audit.checkpoint import Checkpoint, sign_checkpoint
+from ledger.audit.note import Signer
 from ledger.domain.roles import ROLE_PERMISSIONS, Permission, Role
 from ledger.domain.transfers import Posting, TransferRequest
 from ledger.domain.units import Unit
@@ -55,6 +57,15 @@ def _fresh_person(w: World, s: Services) -> uuid.UUID:
     return s.people.create(
         w.community_id, profile("赵敏"), consent_entry=True, consent_publish=False, entered_by_self=False
     )
+
+
+def _signed(w: World, s: Services) -> uuid.UUID:
+    """The other person's transfer, with a signed checkpoint covering it (a test key)."""
+    size, root = s.audit.ingest(w.community_id)
+    origin = s.audit.origin(w.community_id)
+    note = sign_checkpoint(Checkpoint(origin, size, root), Signer.from_seed(origin, bytes(32)))
+    s.audit.store_checkpoint(w.community_id, size, root, note)
+    return w.other_transfer
 
 
 def _transfer_body(w: World) -> dict[str, object]:
@@ -185,6 +196,19 @@ CASES = [
         P.SETTINGS_WRITE,
     ),
     Case("me", "GET", lambda w, s: ("/api/v1/me", None), None),
+    Case(
+        "log entries",
+        "GET",
+        lambda w, s: (f"/audit/v1/logs/{w.community_id}/entries?start=0&end=1", None),
+        P.LOG_ENTRIES_READ,
+    ),
+    Case(
+        "proof of other transfer",
+        "GET",
+        lambda w, s: (f"{_c(w)}/transfers/{_signed(w, s)}/proof", None),
+        P.TRANSFER_READ,
+        404,
+    ),
 ]
 
 ROLES = [r.value for r in Role]
