@@ -7,7 +7,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.spec import Components, OpenAPI, SecurityScheme
 
 from api.deps import Services, provide_access, provide_principal, provide_services
 from api.errors import HANDLERS, document_problems
@@ -50,7 +50,7 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
-def create_app(services: NamedDependency[Services], *, access_logging: bool = True) -> Litestar:
+def create_app(services: Services, *, access_logging: bool = True) -> Litestar:
     app = Litestar(
         route_handlers=[
             health,
@@ -82,4 +82,20 @@ def create_app(services: NamedDependency[Services], *, access_logging: bool = Tr
     # The document is built once, here, with every route registered; the error responses are added
     # to it in one place rather than on each handler.
     document_problems(app.openapi_schema)
+    document_security(app.openapi_schema)
     return app
+
+
+PUBLIC_PATHS = ("/api/v1/auth/login", "/audit/v1/logs", "/audit/v1/keys")
+
+
+def document_security(schema: OpenAPI) -> None:
+    """Per operation: public ones need no token (login, the audit paths an auditor uses with only
+    the public keys); every other one needs the bearer token. Layered security lists in Litestar
+    would merge into "token optional", so the document states each operation's requirement."""
+    for path, item in (schema.paths or {}).items():
+        public = path.startswith(PUBLIC_PATHS) and not path.endswith("/entries")
+        for method in ("get", "post", "put", "patch", "delete"):
+            operation = getattr(item, method, None)
+            if operation is not None:
+                operation.security = [] if public else [{"BearerToken": []}]

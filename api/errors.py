@@ -3,16 +3,32 @@
 One table maps ledger error codes to HTTP statuses. Request validation failures name the fields
 that failed, never the values (they may be personal data). Unexpected exceptions become a bare 500
 that says nothing about the request; the log gets the exception type and the request id only.
+
+The OpenAPI document states the same: ``document_problems`` adds a ``Problem`` schema and, on every
+``/api/v1`` and ``/audit/v1`` operation, the 4xx responses it can give as ``application/problem+json``,
+each with the error codes that map to that status (derived from the table below, so the two cannot
+drift apart).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.spec import (
+    OpenAPI,
+    OpenAPIHeader,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Reference,
+    Schema,
+)
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_401_UNAUTHORIZED,
@@ -25,6 +41,7 @@ from litestar.status_codes import (
     HTTP_500_INTERNAL_SERVER_ERROR,
 )
 
+from api.observability import log_request
 from ledger.domain.errors import ErrorCode, LedgerError
 
 log = logging.getLogger("vledger.api")
@@ -59,6 +76,8 @@ STATUS: dict[ErrorCode, int] = {
             _C.ALREADY_IN_HOUSEHOLD,
             _C.NOT_IN_HOUSEHOLD,
             _C.SETTING_NOT_LATER,
+            _C.NOT_YET_CHECKPOINTED,
+            _C.ACCOUNT_EXISTS,
             _C.INSUFFICIENT_FUNDS,
         ),
         HTTP_409_CONFLICT,
@@ -100,13 +119,28 @@ def validation_error(
     fields: list[str] = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict) and item.get("key"):
-            fields.append(str(item["key"]))
+            fields.append(_field_name(str(item["key"]), str(item.get("message", ""))))
     return problem(
         HTTP_400_BAD_REQUEST,
         ErrorCode.MALFORMED_REQUEST.message_zh,
         code=str(ErrorCode.MALFORMED_REQUEST),
         extra={"fields": fields},
     )
+
+
+# msgspec names the failing place as "at `$.postings[0].amount`" and an unknown member as
+# "unknown field `name`". Only identifier-like names are echoed: a value never is.
+_AT = re.compile(r"at `\$((?:\.[A-Za-z_][A-Za-z0-9_]{0,63}|\[\d{1,6}\]){1,12})`")
+_UNKNOWN = re.compile(r"unknown field `([A-Za-z_][A-Za-z0-9_]{0,63})`")
+
+
+def _field_name(key: str, message: str) -> str:
+    """The body field a validation message is about (``postings[0].amount``), else Litestar's key."""
+    at, unknown = _AT.search(message), _UNKNOWN.search(message)
+    path = at.group(1).lstrip(".") if at else ""
+    if unknown:
+        path = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
+    return path or key
 
 
 _TITLES = {
@@ -117,10 +151,15 @@ _TITLES = {
 }
 
 
-def http_error(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, object]]:
+def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, object]]:
     status = exc.status_code
     if status >= HTTP_500_INTERNAL_SERVER_ERROR:
-        return internal_error(_request, exc)
+        return internal_error(request, exc)
+    if "path_template" not in request.scope:  # no route matched: the access middleware never ran
+        log_request(request.method, None, status, None)
+    if status == HTTP_400_BAD_REQUEST:  # e.g. a body that is not JSON at all
+        code = ErrorCode.MALFORMED_REQUEST
+        return problem(status, code.message_zh, code=str(code), extra={"fields": ["body"]})
     return problem(status, _TITLES.get(status, "请求无法处理"))
 
 
@@ -136,3 +175,138 @@ HANDLERS = {
     HTTPException: http_error,
     Exception: internal_error,
 }
+
+
+# ------------------------------------------------------------------------------------ OpenAPI
+
+API_PREFIX = "/api/v1/"
+AUDIT_PREFIX = "/audit/v1/"
+PROBLEM_SCHEMA_NAME = "Problem"
+
+# Every /api/v1 operation may answer these; some answer more (see ``problem_statuses``).
+COMMON_STATUSES = (
+    HTTP_400_BAD_REQUEST,
+    HTTP_401_UNAUTHORIZED,
+    HTTP_403_FORBIDDEN,
+    HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+)
+# The audit paths only read, and most are public (no 401 or 403); 409 is a proof asked beyond the
+# latest signed checkpoint (NOT_YET_CHECKPOINTED).
+AUDIT_STATUSES = (HTTP_400_BAD_REQUEST, HTTP_404_NOT_FOUND, HTTP_409_CONFLICT, HTTP_422_UNPROCESSABLE_ENTITY)
+
+_DESCRIPTIONS = {
+    HTTP_400_BAD_REQUEST: "请求格式不正确：字段校验失败（fields 列出字段名）、编号、游标或幂等键格式错误",
+    HTTP_401_UNAUTHORIZED: "未登录、令牌无效或已过期；登录时用户名或密码不正确",
+    HTTP_403_FORBIDDEN: "没有权限执行此操作（permission 为所需权限）",
+    HTTP_404_NOT_FOUND: "请求的对象不存在，或对调用者不可见",
+    HTTP_409_CONFLICT: "与现有状态冲突：幂等键已用于另一请求、余额不足、重复登记、已冲正等",
+    HTTP_410_GONE: "该人员的个人信息已按本人要求删除",
+    HTTP_422_UNPROCESSABLE_ENTITY: "请求格式正确，但不符合业务规则（code 说明原因）",
+    HTTP_429_TOO_MANY_REQUESTS: "尝试次数过多；Retry-After 为需等待的秒数",
+}
+
+_HEADERS = {
+    HTTP_401_UNAUTHORIZED: {
+        "WWW-Authenticate": OpenAPIHeader(
+            schema=Schema(type=OpenAPIType.STRING), required=True, description="Bearer"
+        )
+    },
+    HTTP_429_TOO_MANY_REQUESTS: {
+        "Retry-After": OpenAPIHeader(
+            schema=Schema(type=OpenAPIType.INTEGER, minimum=1), required=True, description="需等待的秒数"
+        )
+    },
+}
+
+
+def problem_schema() -> Schema:
+    """The body of every error (RFC 9457); detail fields hold identifiers and numbers only."""
+    return Schema(
+        type=OpenAPIType.OBJECT,
+        title=PROBLEM_SCHEMA_NAME,
+        description="RFC 9457 problem details：code 为稳定的错误码；其余字段为编号、字段名或数值。",
+        required=["type", "title", "status"],
+        properties={
+            "type": Schema(
+                type=OpenAPIType.STRING,
+                description="urn:vledger:error:<code>；没有错误码时为 about:blank",
+            ),
+            "title": Schema(type=OpenAPIType.STRING, description="中文说明"),
+            "status": Schema(type=OpenAPIType.INTEGER, minimum=400, maximum=599),
+            "code": Schema(type=OpenAPIType.STRING, enum=[str(c) for c in ErrorCode]),
+            "fields": Schema(
+                type=OpenAPIType.ARRAY,
+                items=Schema(type=OpenAPIType.STRING),
+                description="校验失败的字段名（不含取值）",
+            ),
+            "retry_after_s": Schema(type=OpenAPIType.INTEGER, minimum=1),
+        },
+        additional_properties=Schema(
+            type=[OpenAPIType.STRING, OpenAPIType.INTEGER, OpenAPIType.NULL],
+            description="错误详情：字段名、编号或数值，从不含个人信息",
+        ),
+    )
+
+
+def codes_for(status: int) -> list[str]:
+    """The error codes that answer with ``status`` (in ErrorCode order)."""
+    return [str(code) for code in ErrorCode if status_of(code) == status]
+
+
+def problem_statuses(path: str, method: str, *, public: bool = False) -> tuple[int, ...]:
+    """The 4xx statuses an operation can answer with; none outside the versioned paths.
+
+    ``public``: the operation needs no token (its security requirements are all empty).
+    """
+    if path.startswith(AUDIT_PREFIX):
+        auth = () if public else (HTTP_401_UNAUTHORIZED, HTTP_403_FORBIDDEN)
+        return tuple(sorted((*AUDIT_STATUSES, *auth)))
+    if not path.startswith(API_PREFIX):
+        return ()
+    statuses = list(COMMON_STATUSES)
+    changes_people = "/people" in path or "/households" in path or path.endswith(("/accounts", "/users"))
+    if method != "get" and changes_people:
+        statuses.append(HTTP_410_GONE)  # PERSON_ERASED: an erased person takes part in no new change
+    if path == f"{API_PREFIX}auth/login":
+        statuses.append(HTTP_429_TOO_MANY_REQUESTS)  # RATE_LIMITED
+    return tuple(sorted(statuses))
+
+
+def problem_response(status: int) -> OpenAPIResponse:
+    ref = Reference(ref=f"#/components/schemas/{PROBLEM_SCHEMA_NAME}")
+    this_status = Schema(
+        type=OpenAPIType.OBJECT,
+        properties={
+            "status": Schema(type=OpenAPIType.INTEGER, const=status),
+            # Optional: an HTTP-level failure (unknown path or method, bad JSON) has no code.
+            "code": Schema(type=OpenAPIType.STRING, enum=codes_for(status)),
+        },
+    )
+    return OpenAPIResponse(
+        description=_DESCRIPTIONS[status],
+        headers=dict(_HEADERS.get(status, {})) or None,
+        content={PROBLEM: OpenAPIMediaType(schema=Schema(all_of=[ref, this_status]))},
+    )
+
+
+def document_problems(openapi: OpenAPI) -> OpenAPI:
+    """Add the Problem schema and each operation's error responses (replacing Litestar's default 400,
+    whose body is not what ``validation_error`` sends)."""
+    if openapi.components.schemas is None:
+        openapi.components.schemas = {}
+    openapi.components.schemas[PROBLEM_SCHEMA_NAME] = problem_schema()
+    for path, item in (openapi.paths or {}).items():
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation: Operation | None = getattr(item, method)
+            if operation is None:
+                continue
+            public = bool(operation.security) and not any(operation.security or ())
+            statuses = problem_statuses(path, method, public=public)
+            if statuses:
+                responses = operation.responses if operation.responses is not None else {}
+                for status in statuses:
+                    responses[str(status)] = problem_response(status)
+                operation.responses = responses
+    return openapi

@@ -62,8 +62,9 @@ def configure_logging(level: int = logging.INFO) -> None:
 _access = logging.getLogger("vledger.access")
 
 
-def log_request(method: object, route: object, status: int, started: float) -> None:
-    """One access line: the route template (never the raw path or query), status and duration."""
+def log_request(method: object, route: object, status: int, started: float | None) -> None:
+    """One access line: the route template (never the raw path or query), status and duration
+    (None for requests that matched no route: they are refused before any work)."""
     _access.info(
         "request",
         extra={
@@ -71,7 +72,7 @@ def log_request(method: object, route: object, status: int, started: float) -> N
                 "method": method,
                 "route": route,
                 "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "duration_ms": None if started is None else round((time.perf_counter() - started) * 1000, 2),
             }
         },
     )

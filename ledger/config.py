@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     master_keys: str | None = None
     blind_index_key: str | None = None
 
+    # Checkpoint signing (ledger.audit.signer): keys and the signer's own state live outside the
+    # database. Unset: under <data_dir>/signer/. Witnesses: "vkey@url" entries, comma-separated.
+    signer_key_dir: Path | None = None
+    signer_state_path: Path | None = None
+    witnesses: str = ""
+    checkpoint_interval_s: int = 30
+
     # Identity (ledger.services.identity).
     session_ttl_s: int = 8 * 3600
     login_attempts_per_minute: int = 10

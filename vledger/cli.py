@@ -54,48 +54,16 @@ def migrate_cmd() -> None:
 @click.option("--port", default=None, type=int, help="监听端口（默认 8000）")
 def serve(demo: bool, host: str | None, port: int | None) -> None:
     """启动账本服务（未设置 DATABASE_URL 时使用内置 PostgreSQL）。"""
-    import uvicorn  # noqa: PLC0415 - only this command needs the server
-
-    from api.app import create_app  # noqa: PLC0415
-    from ledger.services.demo import DEMO_PASSWORD, DEMO_USERS, DEMO_VOLUNTEER, find_demo, seed_demo  # noqa: PLC0415  # noqa: PLC0415
-    from ledger.store.db import open_pool  # noqa: PLC0415
-    from vledger.wiring import build_services  # noqa: PLC0415
+    from vledger.service import run_service  # noqa: PLC0415 - only this command needs the server
 
     started = time.perf_counter()
     settings = get_settings()
     with owner_database(settings) as url:
         migrate.upgrade(url)
-        pool = open_pool(
-            url,
-            app_url=settings.app_database_url,
-            min_size=settings.pool_min_size,
-            max_size=settings.pool_max_size,
-        )
-        try:
-            services = build_services(pool, settings)
-            if demo:
-                with pool.connection() as conn:
-                    community_id = find_demo(conn)
-                if community_id is None:
-                    community_id = seed_demo(
-                        services.communities, services.ledger, services.people, services.identity
-                    )
-                    click.echo(f"已创建演示社区「幸福社区」，社区编号 {community_id}")
-                else:
-                    click.echo(f"演示社区已存在，社区编号 {community_id}")
-                names = "、".join([name for name, _ in DEMO_USERS] + [DEMO_VOLUNTEER])
-                click.echo(f"演示账号：{names}，密码均为 {DEMO_PASSWORD}")
-            bind_host, bind_port = host or settings.host, port or settings.port
-            click.echo(
-                f"服务就绪（启动用时 {time.perf_counter() - started:.2f} 秒）：http://{bind_host}:{bind_port}/health"
-            )
-            click.echo(f"接口文档：http://{bind_host}:{bind_port}/docs")
-            # uvicorn re-raises SIGTERM after its graceful shutdown; turning it into SystemExit lets the
-            # finally blocks close the pool and stop the embedded database instead of dying mid-way.
-            signal.signal(signal.SIGTERM, _exit_on_sigterm)
-            uvicorn.run(create_app(services), host=bind_host, port=bind_port, log_level="warning")
-        finally:
-            pool.close()
+        # uvicorn re-raises SIGTERM after its graceful shutdown; turning it into SystemExit lets the
+        # finally blocks close the pool and stop the embedded database instead of dying mid-way.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        run_service(url, settings, demo=demo, host=host, port=port, started=started)
 
 
 def _exit_on_sigterm(_signum: int, _frame: object) -> None:
@@ -132,10 +100,12 @@ def _register() -> None:
     from vledger.admin import admin  # noqa: PLC0415 - these import owner_database from here
     from vledger.bench_http_cli import bench_http  # noqa: PLC0415
     from vledger.keys import keys  # noqa: PLC0415
+    from vledger.witness_cli import witness  # noqa: PLC0415
 
     main.add_command(admin)
     main.add_command(keys)
     main.add_command(bench_http)
+    main.add_command(witness)
 
 
 _register()

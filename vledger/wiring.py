@@ -5,10 +5,13 @@ from __future__ import annotations
 from psycopg_pool import ConnectionPool
 
 from api.deps import AuditKeys, Services
+from ledger.audit.signer import CheckpointSigner
+from ledger.audit.witness import HttpWitness, WitnessClient
 from ledger.config import Settings
 from ledger.privacy.keyring import Keyring
 from ledger.services.accounts import Accounts
 from ledger.services.audit_log import AuditLog
+from ledger.services.checkpoints import Checkpoints
 from ledger.services.communities import Communities
 from ledger.services.households import Households
 from ledger.services.identity import Identity, LoginLimiter
@@ -17,6 +20,31 @@ from ledger.services.people import People
 from ledger.services.requests import IdempotentRequests
 from ledger.services.rule_settings import RuleSettings
 from ledger.store.db import Conn
+
+
+def build_checkpoints(audit: AuditLog, pool: ConnectionPool[Conn], settings: Settings) -> Checkpoints:
+    """The checkpoint publisher: the signer's keys and state outside the database, and witnesses."""
+    signer_dir = settings.data_dir / "signer"
+    signer = CheckpointSigner(
+        settings.signer_key_dir or signer_dir / "keys",
+        settings.signer_state_path or signer_dir / "state.json",
+    )
+    return Checkpoints(audit, signer, parse_witnesses(settings.witnesses), pool=pool)
+
+
+def parse_witnesses(spec: str) -> list[WitnessClient]:
+    """``vkey@url,vkey@url``: each witness's cosignature key and its submission URL."""
+    out: list[WitnessClient] = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        vkey, sep, url = item.partition("@")
+        if not sep or not url.startswith(("http://", "https://")):
+            raise ValueError("VLEDGER_WITNESSES entries look like <vkey>@<http(s) url>")
+        out.append(HttpWitness(vkey, url))
+    return out
+
+
+def audit_keys(checkpoints: Checkpoints) -> AuditKeys:
+    return AuditKeys(logs=checkpoints.signer.verifier_keys, witnesses=checkpoints.witness_keys)
 
 
 def build_services(

@@ -9,6 +9,7 @@ from typing import Annotated
 import msgspec
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
@@ -114,7 +115,12 @@ class HouseholdRoutes(Controller):
         if services.households.household_of(community_id, person_id) != household_id:
             raise LedgerError(ErrorCode.HOUSEHOLD_NOT_FOUND, household_id=str(household_id))
 
-    @post("/", sync_to_thread=True, summary="建户")
+    @post(
+        "/",
+        sync_to_thread=True,
+        summary="建户",
+        responses={201: ResponseSpec(HouseholdOut, description="已建户", generate_examples=False)},
+    )
     def create(
         self,
         community_id: FromPath[int],
@@ -246,7 +252,12 @@ class HouseholdRoutes(Controller):
             hh.set_head(community_id, household_id, data.person_id, actor_id=access.principal.user_id)
         return HouseholdOut.of(hh.get(community_id, household_id))
 
-    @post("/{household_id:uuid}/split", sync_to_thread=True, summary="分户")
+    @post(
+        "/{household_id:uuid}/split",
+        sync_to_thread=True,
+        summary="分户",
+        responses={201: ResponseSpec(HouseholdOut, description="新户", generate_examples=False)},
+    )
     def split(
         self,
         community_id: FromPath[int],
@@ -273,7 +284,13 @@ class HouseholdRoutes(Controller):
         route = f"split:{community_id}:{household_id}"
         return idempotent(services, access, idempotency_key, route, data, run)
 
-    @post("/{household_id:uuid}/merge", sync_to_thread=True, summary="并户（本户并入目标户）")
+    @post(
+        "/{household_id:uuid}/merge",
+        sync_to_thread=True,
+        status_code=HTTP_200_OK,
+        summary="并户（本户并入目标户）",
+        responses={200: ResponseSpec(HouseholdOut, description="并入后的目标户", generate_examples=False)},
+    )
     def merge(
         self,
         community_id: FromPath[int],

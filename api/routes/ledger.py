@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import (
+    OpenAPIFormat,
+    OpenAPIHeader,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Schema,
+)
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
@@ -27,6 +38,7 @@ from api.schemas import (
     ReversalIn,
     TransferIn,
     TransferOut,
+    aware,
     to_us,
 )
 from ledger.domain.accounts import AccountSpec, OwnerKind, member_account_flags
@@ -39,6 +51,33 @@ from ledger.services.results import TransferResult
 
 MAX_EXPORT_LINES = 50_000
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+CSV = "text/csv"  # Litestar adds "; charset=utf-8" to text/* media types
+# Filters on names (a transfer kind, an owner kind) take the form the ledger gives names
+# (ledger/domain/transfers.py): anything else matches nothing, and a NUL would reach SQL.
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,47}$"
+
+
+@dataclass
+class ExportOperation(Operation):
+    """The export answers CSV or XLSX (by ``format``), which a return annotation cannot say."""
+
+    def __post_init__(self) -> None:
+        assert self.responses is not None
+        self.responses["200"] = OpenAPIResponse(
+            description="账户明细文件（format=csv 为 UTF-8 带 BOM 的 CSV，format=xlsx 为 Excel 工作簿）",
+            headers={
+                "Content-Disposition": OpenAPIHeader(schema=Schema(type=OpenAPIType.STRING), required=True)
+            },
+            content={
+                CSV: OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING)),
+                XLSX: OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)),
+            },
+        )
+
+
+REPLAY = ResponseSpec(
+    TransferOut, description="重放：同一幂等键、同一请求的首次结果", generate_examples=False
+)
 
 
 class CommunityRoutes(Controller):
@@ -89,7 +128,15 @@ class AccountRoutes(Controller):
         services: NamedDependency[Services],
         cursor: Cursor = None,
         limit: Limit = None,
-        owner_kind: Annotated[str | None, QueryParameter(name="owner_kind", required=False)] = None,
+        owner_kind: Annotated[
+            str | None,
+            QueryParameter(
+                name="owner_kind",
+                required=False,
+                pattern=NAME_PATTERN,
+                description="person、household 或 community",
+            ),
+        ] = None,
         owner_id: Annotated[uuid.UUID | None, QueryParameter(name="owner_id", required=False)] = None,
         unit: Annotated[Unit | None, QueryParameter(name="unit", required=False)] = None,
     ) -> Page[Account]:
@@ -150,7 +197,7 @@ class AccountRoutes(Controller):
         services: NamedDependency[Services],
         cursor: Cursor = None,
         limit: Limit = None,
-        kind: Annotated[str | None, QueryParameter(name="kind", required=False)] = None,
+        kind: Annotated[str | None, QueryParameter(name="kind", required=False, pattern=NAME_PATTERN)] = None,
         effective_from: Annotated[datetime | None, QueryParameter(name="from", required=False)] = None,
         effective_to: Annotated[datetime | None, QueryParameter(name="to", required=False)] = None,
     ) -> Page[Line]:
@@ -162,15 +209,20 @@ class AccountRoutes(Controller):
             before=decode_cursor(cursor),
             limit=size,
             kind=kind,
-            effective_from=effective_from,
-            effective_to=effective_to,
+            effective_from=aware(effective_from),
+            effective_to=aware(effective_to),
         )
         return Page(
             items=[Line.of(x) for x in lines],
             next_cursor=next_cursor([x.transfer_id for x in lines], size),
         )
 
-    @get("/{account_id:uuid}/statement/export", sync_to_thread=True, summary="导出账户明细（CSV 或 XLSX）")
+    @get(
+        "/{account_id:uuid}/statement/export",
+        sync_to_thread=True,
+        summary="导出账户明细（CSV 或 XLSX）",
+        operation_class=ExportOperation,
+    )
     def export_statement(
         self,
         community_id: FromPath[int],
@@ -190,8 +242,8 @@ class AccountRoutes(Controller):
                 account_id,
                 before=before,
                 limit=500,
-                effective_from=effective_from,
-                effective_to=effective_to,
+                effective_from=aware(effective_from),
+                effective_to=aware(effective_to),
             )
             lines.extend(page)
             if len(page) < 500:
@@ -201,7 +253,7 @@ class AccountRoutes(Controller):
         if fmt == "xlsx":
             body, media = to_xlsx(lines[:MAX_EXPORT_LINES], title=str(account.unit)), XLSX
         else:
-            body, media = to_csv(lines[:MAX_EXPORT_LINES]), "text/csv; charset=utf-8"
+            body, media = to_csv(lines[:MAX_EXPORT_LINES]), CSV
         disposition = f'attachment; filename="{name}.{fmt}"'
         return Response(body, media_type=media, headers={"Content-Disposition": disposition})
 
@@ -222,7 +274,7 @@ class TransferRoutes(Controller):
     path = "/api/v1/communities/{community_id:int}/transfers"
     tags = ("transfers",)
 
-    @post("/", sync_to_thread=True, summary="记账（手工发放、调整）")
+    @post("/", sync_to_thread=True, summary="记账（手工发放、调整）", responses={200: REPLAY})
     def post_transfer(
         self,
         community_id: FromPath[int],
@@ -270,7 +322,7 @@ class TransferRoutes(Controller):
                 raise LedgerError(ErrorCode.TRANSFER_NOT_FOUND, transfer_id=str(transfer_id))
         return TransferOut.of(services.ledger.get_transfer(community_id, transfer_id))
 
-    @post("/{transfer_id:uuid}/reversal", sync_to_thread=True, summary="冲正")
+    @post("/{transfer_id:uuid}/reversal", sync_to_thread=True, summary="冲正", responses={200: REPLAY})
     def reverse(
         self,
         community_id: FromPath[int],

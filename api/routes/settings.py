@@ -9,6 +9,7 @@ from typing import Annotated
 import msgspec
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from api.deps import Access, Services
@@ -69,7 +70,12 @@ class SettingsRoutes(Controller):
         access.require(Permission.SETTINGS_READ, community_id)
         return [SettingsOut.of(v) for v in services.settings.versions(community_id)]
 
-    @post("/versions", sync_to_thread=True, summary="发布新版本规则参数")
+    @post(
+        "/versions",
+        sync_to_thread=True,
+        summary="发布新版本规则参数",
+        responses={201: ResponseSpec(SettingsOut, description="已发布", generate_examples=False)},
+    )
     def publish(
         self,
         community_id: FromPath[int],

@@ -63,6 +63,7 @@ class ErrorCode(StrEnum):
     CANNOT_REVERSE_PENDING = "CANNOT_REVERSE_PENDING"
     ALREADY_REVERSED = "ALREADY_REVERSED"
     TRANSFER_EXISTS = "TRANSFER_EXISTS"
+    ACCOUNT_EXISTS = "ACCOUNT_EXISTS"
     USERNAME_TAKEN = "USERNAME_TAKEN"
     DUPLICATE_PERSON = "DUPLICATE_PERSON"
     PERSON_ERASED = "PERSON_ERASED"
@@ -126,6 +127,7 @@ MESSAGES_ZH: dict[ErrorCode, str] = {
     ErrorCode.CANNOT_REVERSE_PENDING: "预留转账不能冲正，请撤销预留",
     ErrorCode.ALREADY_REVERSED: "该转账已冲正过",
     ErrorCode.TRANSFER_EXISTS: "该转账编号已被使用",
+    ErrorCode.ACCOUNT_EXISTS: "该对象已开立此计量单位的账户",
     ErrorCode.USERNAME_TAKEN: "用户名已被使用",
     ErrorCode.DUPLICATE_PERSON: "该证件号码已在本社区登记",
     ErrorCode.PERSON_ERASED: "该人员的个人信息已按本人要求删除",

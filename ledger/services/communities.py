@@ -93,6 +93,8 @@ class Communities:
                 return self._open(conn, community_id, spec)
             except pg_errors.ForeignKeyViolation:
                 raise LedgerError(ErrorCode.COMMUNITY_NOT_FOUND, community_id=community_id) from None
+            except pg_errors.UniqueViolation:  # one account per owner and unit (account_owner_uq)
+                raise LedgerError(ErrorCode.ACCOUNT_EXISTS, unit=str(spec.unit)) from None
 
     def _open(self, conn: Conn, community_id: int, spec: AccountSpec) -> uuid.UUID:
         spec.validate()
@@ -115,6 +117,12 @@ class Communities:
         )
         conn.execute(_INSERT_BALANCE, (community_id, account_id, floor, buckets))
         return account_id
+
+    def find_by_code(self, code: str) -> int | None:
+        with self._pool.connection() as conn:
+            row = conn.execute("SELECT community_id FROM community WHERE code = %s", (code,)).fetchone()
+            conn.rollback()
+        return None if row is None else int(row[0])
 
     def system_accounts(self, community_id: int) -> dict[tuple[SystemAccount, Unit], uuid.UUID]:
         with self._pool.connection() as conn:

@@ -14,16 +14,13 @@ from ledger.services.communities import Communities
 from ledger.services.identity import Identity
 from ledger.services.ledger import Ledger
 from ledger.services.people import People
-from ledger.store.db import Conn
 
 DEMO_REGION = "demo-region"
 DEMO_COMMUNITY = "demo"
 
 
-def find_demo(conn: Conn) -> int | None:
-    row = conn.execute("SELECT community_id FROM community WHERE code = %s", (DEMO_COMMUNITY,)).fetchone()
-    conn.rollback()
-    return None if row is None else int(row[0])
+def find_demo(communities: Communities) -> int | None:
+    return communities.find_by_code(DEMO_COMMUNITY)
 
 
 # Demo sign-ins, printed by ``vledger serve --demo`` and listed in the README. Demo data only.

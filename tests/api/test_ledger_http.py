@@ -143,11 +143,6 @@ def test_malformed_json_is_400_and_says_nothing_about_the_body(client: Client, w
     assert "13812345678" not in response.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG api/errors.py: a body that is not JSON answers a bare 400 (type about:blank, no code) "
-    "instead of MALFORMED_REQUEST",
-)
 def test_malformed_json_is_malformed_request(client: Client, world: World) -> None:
     response = _raw(client, world, "{not json")
     _problem(response, 400, "MALFORMED_REQUEST")
@@ -166,10 +161,6 @@ def test_an_unknown_field_is_400_without_its_value(client: Client, world: World)
     assert _balance(client, world, world.other_account)["posted"] == 50
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG api/errors.py: an unknown body field is reported as fields=['data'], not by its name",
-)
 def test_an_unknown_field_is_named(client: Client, world: World) -> None:
     body = {
         "kind": "manual_award",
