@@ -33,7 +33,9 @@ from ledger.services.rule_settings import RuleSettings
 class AuditKeys:
     """The verifier keys the service publishes: each log's checkpoint key, and its witnesses'."""
 
-    logs: Callable[[], list[tuple[str, str]]]  # (origin, vkey)
+    # (origin, vkey, valid from size, retired at size or None): every key a log has had, so that
+    # checkpoints signed before a rotation still verify.
+    logs: Callable[[], list[tuple[str, str, int, int | None]]]
     witnesses: Callable[[], list[tuple[str, str]]]  # (name, vkey)
 
 

@@ -44,7 +44,16 @@ def parse_witnesses(spec: str) -> list[WitnessClient]:
 
 
 def audit_keys(checkpoints: Checkpoints) -> AuditKeys:
-    return AuditKeys(logs=checkpoints.signer.verifier_keys, witnesses=checkpoints.witness_keys)
+    signer = checkpoints.signer
+
+    def logs() -> list[tuple[str, str, int, int | None]]:
+        return [
+            (origin, record.vkey, record.valid_from, record.retired_at)
+            for origin, _ in signer.verifier_keys()
+            for record in signer.key_history(origin)
+        ]
+
+    return AuditKeys(logs=logs, witnesses=checkpoints.witness_keys)
 
 
 def build_services(

@@ -56,6 +56,8 @@ class EntriesOut(msgspec.Struct, kw_only=True):
 class KeyOut(msgspec.Struct, kw_only=True):
     origin: str
     vkey: str
+    valid_from_size: int  # the key signs checkpoints of sizes valid_from_size ..
+    retired_at_size: int | None  # .. retired_at_size (null: the current key)
 
 
 class WitnessKeyOut(msgspec.Struct, kw_only=True):
@@ -152,7 +154,10 @@ class AuditRoutes(Controller):
     @get("/keys", sync_to_thread=True, summary="验证公钥")
     def keys(self, services: NamedDependency[Services]) -> KeysOut:
         return KeysOut(
-            logs=[KeyOut(origin=o, vkey=k) for o, k in services.audit_keys.logs()],
+            logs=[
+                KeyOut(origin=o, vkey=k, valid_from_size=start, retired_at_size=end)
+                for o, k, start, end in services.audit_keys.logs()
+            ],
             witnesses=[WitnessKeyOut(name=n, vkey=k) for n, k in services.audit_keys.witnesses()],
         )
 

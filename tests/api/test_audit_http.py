@@ -121,3 +121,37 @@ def test_a_volunteer_proves_their_own_transfer(client: Client, world: World, api
     other = f"/api/v1/communities/{c}/transfers/{world.other_transfer}/proof"
     assert client.get(other, headers=world.auth("volunteer")).status_code == 404  # someone else's
     assert client.get(other, headers=world.auth("auditor")).status_code == 200
+
+
+def test_keys_publish_every_key_a_log_has_had(
+    world: World, api_services: Services, tmp_path: pytest.TempPathFactory, pool: object
+) -> None:
+    """After a rotation the old key stays listed with the size it retired at, so old notes verify."""
+    import dataclasses  # noqa: PLC0415
+
+    from litestar.testing import TestClient  # noqa: PLC0415
+
+    from api.app import create_app  # noqa: PLC0415
+    from ledger.audit.note import parse_verifier_key  # noqa: PLC0415
+    from ledger.config import Settings  # noqa: PLC0415
+    from vledger.wiring import audit_keys, build_checkpoints  # noqa: PLC0415
+
+    checkpoints = build_checkpoints(api_services.audit, pool, Settings(data_dir=tmp_path))  # type: ignore[arg-type]
+    first = checkpoints.publish(world.community_id, force=True)
+    assert first is not None
+    _award(api_services, world, "before-rotation")
+    checkpoints.rotate_key(world.community_id)
+    app = create_app(
+        dataclasses.replace(api_services, audit_keys=audit_keys(checkpoints)), access_logging=False
+    )
+    with TestClient(app=app) as client:
+        logs = [
+            k
+            for k in client.get("/audit/v1/keys").json()["logs"]
+            if k["origin"] == api_services.audit.origin(world.community_id)
+        ]
+        assert [(k["valid_from_size"], k["retired_at_size"]) for k in logs] == [(0, 3), (3, None)]
+        old = parse_verifier_key(logs[0]["vkey"])
+        verify_checkpoint(first.note, old, origin=logs[0]["origin"])  # the first note, signed by the old key
+        latest = client.get(f"/audit/v1/logs/{world.community_id}/checkpoint").content
+        verify_checkpoint(latest, parse_verifier_key(logs[1]["vkey"]), origin=logs[1]["origin"])
