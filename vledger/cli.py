@@ -96,8 +96,18 @@ def bench_proofs(leaves: int, proofs: int) -> None:
         run(url, leaves=leaves, proofs=proofs, out=click.echo)
 
 
+@main.command("bench-verify")
+@click.option("--leaves", default=1_000_000, show_default=True, help="合成导出文件的叶子数")
+def bench_verify(leaves: int) -> None:
+    """离线验证器基准：合成百万叶子的导出文件并验证（目标 ≥ 25 万叶子/秒），无需数据库。"""
+    from vledger.bench_verify import run  # noqa: PLC0415 - heavy and only for this command
+
+    run(leaves=leaves)
+
+
 def _register() -> None:
     from vledger.admin import admin  # noqa: PLC0415 - these import owner_database from here
+    from vledger.audit_cli import audit  # noqa: PLC0415
     from vledger.bench_http_cli import bench_http  # noqa: PLC0415
     from vledger.keys import keys  # noqa: PLC0415
     from vledger.witness_cli import witness  # noqa: PLC0415
@@ -106,6 +116,7 @@ def _register() -> None:
     main.add_command(keys)
     main.add_command(bench_http)
     main.add_command(witness)
+    main.add_command(audit)
 
 
 _register()

@@ -1,0 +1,366 @@
+"""Checking a run of an export's leaf lines: framing, canonical bytes, fields, links, hashes, subtrees.
+
+``check_chunk`` depends only on its job (and adds posted amounts to the dict it is given), so worker
+processes can check chunks in parallel; whatever needs the whole log (links across chunks, transfer
+ids, the tree) is merged in order by the caller (ledger.audit.verify_state). A chunk's leaves are
+returned as the perfect subtrees that tile its range, which the caller pushes onto the tree.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger.audit.export_format import LEAF_PREFIX
+from ledger.audit.jcs import CanonicalError, parse_canonical
+from ledger.audit.merkle import perfect_subtrees
+from ledger.audit.verify_fields import EVENT, UNITS, UNKNOWN, TransferFields, check_leaf_value, phase_code
+
+__all__ = ["REF_RESOLVE", "REF_REVERSE", "ChunkJob", "ChunkResult", "Sums", "check_chunk"]
+
+#: A reference from a leaf to an earlier transfer: the one it reverses, or the pending one it resolves.
+REF_REVERSE = 0
+REF_RESOLVE = 1
+_ZERO_HEX = b"0" * 64
+
+# The exact canonical encoding of a transfer leaf whose strings are printable ASCII without '"' or
+# '\' (every string JCS writes unescaped), whose units are known, whose times are non-negative and
+# whose index and amounts have at most 15 digits (below 2**53 - 1, so no range check is needed).
+# Bytes this matches are canonical by construction, so no re-encoding is needed; anything else
+# takes the general path (parse_canonical), which accepts or reports it precisely.
+# tests/unit/test_verifier.py checks that both paths agree.
+_STR = rb'"[ !#-\[\]-~]*"'
+_CSTR = rb'"([ !#-\[\]-~]*)"'
+_NCSTR = rb'(?:null|"([ !#-\[\]-~]*)")'
+_TIME = rb"(0|[1-9][0-9]{0,15})"
+_UNIT = rb'"(?:service_minutes|points|coin_minutes|score_points)"'
+_POSTING = rb"\[" + _STR + rb"," + _UNIT + rb",-?[1-9][0-9]{0,14}\]"
+_FAST_TRANSFER = re.compile(
+    rb'\{"actor":(?:null|' + _STR + rb'),"effective_us":' + _TIME + rb',"id":' + _CSTR
+    + rb',"idempotency_key":' + _STR + rb',"index":(0|[1-9][0-9]{0,14}),"kind":' + _STR
+    + rb',"origin":' + _CSTR + rb',"pending_id":' + _NCSTR
+    + rb',"phase":"(single|pending|post|void)","postings":\[(' + _POSTING + rb"(?:," + _POSTING
+    + rb')*)\],"prev":"([0-9a-f]{64})","recorded_us":' + _TIME + rb',"reverses":' + _NCSTR
+    + rb',"timeout_us":(?:null|' + _TIME + rb'),"type":"transfer","v":1\}'
+).fullmatch  # fmt: skip
+# Over postings the pattern above matched: ('"account","unit"', unit, amount) of each.
+_POSTINGS = re.compile(rb'\[("[^"]*","([^"]*)"),(-?[0-9]+)\]').findall
+_MAX_TIME = b"9007199254740991"  # 2**53-1: 16-digit times above it are out of range
+# Base64 characters whose low bits are zero, as the last character before "=" or "==" must be.
+_PAD1_LAST = frozenset(b"AEIMQUYcgkosw048")
+_PAD2_LAST = frozenset(b"AQgw")
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkJob:
+    """Leaf lines (joined with newlines), given as bytes or as a span of a file the worker reads.
+
+    ``start`` is the position of the first leaf. None lets the worker take the first line's index
+    (so that the reader need not count lines); the caller re-runs the chunk with the right start
+    in the rare case that the index was not the leaf's position (tampering).
+    """
+
+    data: bytes
+    start: int | None
+    origin: str
+    cuts: tuple[int, ...] = ()  # tree sizes whose roots are wanted (those inside the chunk are used)
+    sequence: int = 0  # the chunk's place in the file, for putting results back in order
+    path: str | None = None  # if set, the lines are the file's bytes [offset, offset + length)
+    offset: int = 0
+    length: int = 0
+    force_slow: bool = False  # tests: check every leaf on the general path
+
+    def lines(self) -> bytes:
+        if self.path is None:
+            return self.data
+        with open(self.path, "rb") as file:
+            return os.pread(file.fileno(), self.length, self.offset)
+
+    def first_index(self, data: bytes) -> int:
+        """The index the first line claims (0 if it has none): the chunk's start when ``start`` is None."""
+        if self.start is not None:
+            return self.start
+        text = data[len(LEAF_PREFIX) : data.find(b",", 0, 40)]
+        return int(text) if data.startswith(LEAF_PREFIX) and _decimal(text) else 0
+
+
+@dataclass(slots=True)
+class ChunkResult:
+    """What a chunk contributes to the whole-log checks, and the failures found inside it."""
+
+    start: int
+    sequence: int = 0
+    count: int = 0
+    fatal: bool = False
+    first_prev: bytes | None = None  # hex "prev" of the first leaf, checked against the chunk before
+    last_hash: bytes = b""
+    tiles: list[bytes] = field(default_factory=list)  # perfect subtrees of [start, start+count)
+    cut_tiles: dict[int, list[bytes]] = field(default_factory=dict)
+    # check -> [index, expected, found, detail, count]: the first failure of each check.
+    failures: dict[str, list[Any]] = field(default_factory=dict)
+    ids: list[bytes] = field(default_factory=list)
+    id_positions: list[int] = field(default_factory=list)
+    phases: bytearray = field(default_factory=bytearray)  # one phase code per leaf
+    refs: list[tuple[int, int, bytes]] = field(default_factory=list)  # (position, REF_*, target id)
+    transfers: int = 0
+    events: int = 0
+    postings: int = 0
+
+    def fail(self, check: str, index: int, expected: Any = None, found: Any = None, detail: str = "") -> None:
+        first = self.failures.get(check)
+        if first is None:
+            self.failures[check] = [index, expected, found, detail, 1]
+        else:
+            first[4] += 1
+
+    def transfer(self, pos: int, f: TransferFields, sums: Sums) -> None:
+        """Register a transfer's id, references and posted amounts; check its phase and sums.
+
+        The general path's twin of _fast_leaf (tests/unit/test_verifier.py compares the two).
+        """
+        self.transfers += 1
+        self.postings += len(f.postings)
+        problem = f.phase_problem()
+        if problem:
+            self.fail("leaf_fields", pos, None, None, problem)
+        totals: dict[bytes, int] = {}
+        posted = f.phase in _POSTED
+        for pair, unit, amount in f.postings:
+            if unit not in UNITS:
+                self.fail("leaf_fields", pos, None, None, "a posting names an unknown unit")
+            totals[unit] = totals.get(unit, 0) + amount
+            if posted:
+                sums[pair] = sums.get(pair, 0) + amount
+        if any(totals.values()):
+            self._unbalanced(pos, totals)
+        self.ids.append(f.id)
+        self.id_positions.append(pos)
+        if f.reverses is not None:
+            self.refs.append((pos, REF_REVERSE, f.reverses))
+        if f.pending_id is not None and f.phase in _RESOLVING:
+            self.refs.append((pos, REF_RESOLVE, f.pending_id))
+        self.phases.append(f.code)
+
+    def _unbalanced(self, pos: int, totals: dict[bytes, int]) -> None:
+        found = {u.decode(errors="replace"): t for u, t in totals.items() if t}
+        self.fail("zero_sum", pos, dict.fromkeys(found, 0), found, "postings do not sum to zero per unit")
+
+
+_POSTED = frozenset({b"single", b"post"})
+#: Posted amounts per pair_key(account, unit).
+Sums = dict[bytes, int]
+_RESOLVING = frozenset({b"post", b"void"})
+
+
+def _canonical_b64(b64: bytes) -> bool:
+    """Whether padded base64 has zero padding bits (one spelling per value); the alphabet is checked."""
+    if b64[-2:] == b"==":
+        return b64[-3] in _PAD2_LAST
+    return b64[-2] in _PAD1_LAST
+
+
+def _malformed(line: bytes, pos: int, res: ChunkResult) -> None:
+    """Record why a leaf line is malformed (its framing, index or base64)."""
+    sep = line.find(b',"leaf":"', len(LEAF_PREFIX))
+    if not line.startswith(LEAF_PREFIX) or sep < 0 or not line.endswith(b'"}'):
+        detail = 'a leaf line must be {"index":<n>,"leaf":"<base64>"}'
+    elif not _decimal(line[len(LEAF_PREFIX) : sep]):
+        detail = "a leaf line's index is not a decimal integer"
+    else:
+        b64 = line[sep + 9 : -2]
+        try:
+            binascii.a2b_base64(b64, strict_mode=True)
+            detail = "a leaf line's base64 has non-zero padding bits"
+        except binascii.Error as exc:
+            detail = f"a leaf line's base64 is invalid: {exc}"
+    res.fail("line_syntax", pos, None, None, detail)
+    res.fatal = True
+
+
+def _decimal(text: bytes) -> bool:
+    return text.isdigit() and (text[:1] != b"0" or text == b"0") and len(text) <= 16
+
+
+def _general(
+    leaf: bytes, pos: int, line_index: int, origin: str, res: ChunkResult, sums: Sums
+) -> bytes | None:
+    """Check a leaf the fast pattern did not match; returns its "prev" (hex bytes) if readable."""
+    try:
+        value: object = parse_canonical(leaf)
+    except CanonicalError as exc:
+        res.fail("leaf_canonical", pos, None, None, f"leaf is not canonical: {exc}")
+        try:  # still read what it says, so that the checks below report on its content
+            value = json.loads(leaf)
+        except (ValueError, RecursionError):
+            res.phases.append(UNKNOWN)
+            return None
+    outcome = check_leaf_value(value, line_index, origin)
+    for check, expected, found, detail in outcome.problems:
+        res.fail(check, pos, expected, found, detail)
+    if outcome.transfer is not None:
+        res.transfer(pos, outcome.transfer, sums)
+    else:
+        if outcome.code == EVENT:
+            res.events += 1
+        res.phases.append(outcome.code)
+    return outcome.prev
+
+
+def _phase_problem(phase: bytes, reverses: bytes | None, pending: bytes | None, timeout: bytes | None) -> str:
+    return TransferFields(b"", phase, [], reverses, pending, timeout is None).phase_problem()
+
+
+def _fast_leaf(  # noqa: PLR0912 - flat checks of one leaf, kept together for speed
+    m: re.Match[bytes], pos: int, index_text: bytes, origin: bytes, res: ChunkResult, sums: Sums
+) -> bytes | None:
+    """Check a transfer leaf the fast pattern matched; returns its "prev", or None if a time is out
+    of range (the general path then decides). The general path's twin is ChunkResult.transfer."""
+    effective, tid, leaf_index, leaf_origin, pending, phase, postings, prev, recorded, reverses, timeout = (
+        m.groups()
+    )
+    # The pattern bounds times to 16 digits; those of exactly 16 may still exceed 2**53-1.
+    if (
+        (len(effective) == 16 and effective > _MAX_TIME)
+        or (len(recorded) == 16 and recorded > _MAX_TIME)
+        or (timeout is not None and len(timeout) == 16 and timeout > _MAX_TIME)
+    ):
+        return None
+    if leaf_index != index_text:
+        res.fail("leaf_position", pos, int(index_text), int(leaf_index), "the leaf's index is not its line's")
+    if leaf_origin != origin:
+        res.fail("leaf_origin", pos, origin.decode(), leaf_origin.decode(), "the leaf names another origin")
+    if phase == b"single":
+        bad = pending is not None or timeout is not None
+    elif phase == b"pending":
+        bad = reverses is not None or pending is not None
+    else:
+        bad = pending is None or reverses is not None or timeout is not None
+    if bad:
+        res.fail("leaf_fields", pos, None, None, _phase_problem(phase, reverses, pending, timeout))
+    items = _POSTINGS(postings)
+    totals: dict[bytes, int] = {}
+    if phase in _POSTED:
+        sums_get = sums.get
+        for pair, unit, amount in items:
+            n = int(amount)
+            totals[unit] = totals.get(unit, 0) + n
+            sums[pair] = sums_get(pair, 0) + n
+    else:
+        for _, unit, amount in items:
+            totals[unit] = totals.get(unit, 0) + int(amount)
+    if any(totals.values()):
+        res._unbalanced(pos, totals)
+    res.postings += len(items)
+    res.transfers += 1
+    res.ids.append(tid)
+    res.id_positions.append(pos)
+    res.phases.append(_CODES[phase])
+    if reverses is not None:
+        res.refs.append((pos, REF_REVERSE, reverses))
+    if pending is not None and phase in _RESOLVING:
+        res.refs.append((pos, REF_RESOLVE, pending))
+    return prev
+
+
+def check_chunk(job: ChunkJob, sums: Sums) -> ChunkResult:
+    """Check every leaf line of the job, in order, stopping at the first malformed line.
+
+    Posted amounts (phases single and post) are added to ``sums``, per ``pair_key(account, unit)``:
+    a worker keeps one such dict for all its chunks, so they are merged once, not per chunk.
+    Framing is inlined in the loop: at a million leaves each call saved is a fraction of a second.
+    """
+    data = job.lines()
+    res = ChunkResult(job.first_index(data), job.sequence)
+    origin_b = job.origin.encode()
+    fast = _NEVER if job.force_slow else _FAST_TRANSFER
+    a2b, sha256, hexlify = binascii.a2b_base64, hashlib.sha256, binascii.hexlify
+    hashes: list[bytes] = []
+    expected_prev: bytes | None = _ZERO_HEX if res.start == 0 else None
+    pos = res.start
+    for line in data.split(b"\n"):
+        sep = line.find(b',"leaf":"', 9)
+        if sep < 0 or line[:9] != LEAF_PREFIX or line[-2:] != b'"}':
+            _malformed(line, pos, res)
+            break
+        index_text, b64 = line[9:sep], line[sep + 9 : -2]
+        try:
+            leaf = a2b(b64, strict_mode=True)
+        except binascii.Error:
+            _malformed(line, pos, res)
+            break
+        if (b64[-1:] == b"=" and not _canonical_b64(b64)) or (
+            index_text != b"%d" % pos and not _index_checked(index_text, pos, res)
+        ):
+            _malformed(line, pos, res)
+            break
+        digest = sha256(b"\x00" + leaf).digest()
+        hashes.append(digest)
+        m = fast(leaf)
+        prev = None if m is None else _fast_leaf(m, pos, index_text, origin_b, res, sums)
+        if prev is None:
+            prev = _general(leaf, pos, int(index_text), job.origin, res, sums)
+        if expected_prev is None:
+            res.first_prev = prev
+        elif prev is not None and prev != expected_prev:
+            res.fail(
+                "prev_link",
+                pos,
+                expected_prev.decode(),
+                prev.decode(),
+                "prev is not the previous leaf's hash",
+            )
+        expected_prev = hexlify(digest)
+        pos += 1
+    res.count = len(hashes)
+    if hashes:
+        res.last_hash = hashes[-1]
+        _tile(res, hashes, job.cuts)
+    return res
+
+
+def _index_checked(index_text: bytes, pos: int, res: ChunkResult) -> bool:
+    """Report a line whose index is not its position; False if the index is not even a number."""
+    if not _decimal(index_text):
+        return False
+    found = int(index_text)
+    if found > pos:
+        res.fail(
+            "index_gap", pos, pos, found, f"the line at position {pos} says index {found}: leaves are missing"
+        )
+    else:
+        res.fail("leaf_position", pos, pos, found, f"the line at position {pos} says index {found}")
+    return True
+
+
+def _never(_leaf: bytes) -> None:
+    return None
+
+
+_NEVER = _never
+_CODES = {phase: phase_code(phase) for phase in (b"single", b"pending", b"post", b"void")}
+
+
+def _tile(res: ChunkResult, hashes: list[bytes], cuts: tuple[int, ...]) -> None:
+    """The perfect subtrees tiling the chunk's range, and its prefixes ending at each cut."""
+    start = res.start
+    sha256 = hashlib.sha256
+
+    def subtree(level: int, index: int) -> bytes:
+        lo = (index << level) - start
+        row = hashes[lo : lo + (1 << level)]
+        while len(row) > 1:
+            row = [sha256(b"\x01" + row[i] + row[i + 1]).digest() for i in range(0, len(row), 2)]
+        return row[0]
+
+    res.tiles = [subtree(lv, i) for lv, i in perfect_subtrees(start, start + len(hashes))]
+    # Cuts are rare (one per checkpoint), so their prefixes are simply hashed again.
+    res.cut_tiles = {
+        cut: [subtree(lv, i) for lv, i in perfect_subtrees(start, cut)]
+        for cut in cuts
+        if start < cut < start + len(hashes)
+    }
