@@ -1,4 +1,5 @@
-"""The log export file (vledger-log-export/1): one JSON object per line, its writer and strict line parser."""
+"""The log export file (vledger-log-export/2, and /1 read and written for compatibility): one JSON
+object per line, its writer and strict line parser."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ __all__ = [
     "CHECKPOINT_PREFIX",
     "END_PREFIX",
     "FORMAT",
+    "FORMAT_V1",
     "LEAF_PREFIX",
     "ExportHeader",
     "ExportWriter",
@@ -34,7 +36,10 @@ __all__ = [
 ]
 
 #: The value of the header's "format" key; a new version gets a new name.
-FORMAT = "vledger-log-export/1"
+FORMAT = "vledger-log-export/2"
+#: The first format: leaf bytes as base64 strings (/2 carries them verbatim). Still read.
+FORMAT_V1 = "vledger-log-export/1"
+_FORMATS = (FORMAT, FORMAT_V1)
 # Every line is the compact, key-sorted JSON of one object, so each section's lines start alike.
 LEAF_PREFIX = b'{"index":'
 CHECKPOINT_PREFIX = b'{"checkpoint":'
@@ -130,11 +135,21 @@ class ExportHeader:
     log_id: int
     size: int
     exported_at: datetime
+    format: str = FORMAT  # FORMAT_V1 writes and marks the old base64 leaf lines
+
+    def __post_init__(self) -> None:
+        if self.format not in _FORMATS:
+            raise ValueError(f"unknown export format {self.format!r}")
+
+    @property
+    def verbatim(self) -> bool:
+        """Whether leaf lines carry the leaf bytes verbatim (/2) rather than as base64 (/1)."""
+        return self.format == FORMAT
 
     def line(self) -> bytes:
         return encode_line(
             {
-                "format": FORMAT,
+                "format": self.format,
                 "origin": self.origin,
                 "log_id": self.log_id,
                 "size": self.size,
@@ -148,7 +163,7 @@ def parse_header(line: bytes) -> ExportHeader:
     value = parse_line(line)
     if set(value) != _HEADER_KEYS:
         raise LineError(f"header keys must be {', '.join(sorted(_HEADER_KEYS))}")
-    if value["format"] != FORMAT:
+    if value["format"] not in _FORMATS:
         raise LineError(f"unknown export format {str(value['format'])[:60]!r}; expected {FORMAT!r}")
     origin = value["origin"]
     if type(origin) is not str or not origin or not origin.isprintable():
@@ -161,7 +176,11 @@ def parse_header(line: bytes) -> ExportHeader:
     except ValueError as exc:
         raise LineError(f'header "exported_at": {exc}') from None
     return ExportHeader(
-        origin, _int_field(value["log_id"], "log_id"), _int_field(value["size"], "size"), moment
+        origin,
+        _int_field(value["log_id"], "log_id"),
+        _int_field(value["size"], "size"),
+        moment,
+        value["format"],
     )
 
 
@@ -194,6 +213,7 @@ class ExportWriter:
         self._buffered = 0
         self._counts = {"checkpoints": 0, "leaves": 0, "balances": 0}
         self._section = 0  # 1 checkpoints, 2 leaves, 3 balances: sections only move forward
+        self._verbatim = header.verbatim
         self._write(header.line())
 
     def _write(self, line: bytes) -> None:
@@ -220,10 +240,18 @@ class ExportWriter:
         self._write(encode_line({"checkpoint": note.decode("utf-8")}))
 
     def leaf(self, index: int, leaf: bytes) -> None:
-        """The leaf at ``index``; leaves must come in index order from 0."""
+        """The leaf at ``index``; leaves must come in index order from 0.
+
+        In /2 the leaf's bytes are written verbatim (a canonical leaf is compact JSON, so the line
+        is JSON too). Bytes are not checked here: a leaf tampered with in the database is exported
+        as it is, and the verifier reports it (one holding a raw newline cuts its line in two,
+        which the verifier reports as a malformed leaf line, ``line_syntax``).
+        """
         self._enter(2, "leaves")
-        b64 = binascii.b2a_base64(leaf, newline=False)
-        self._write(b'{"index":%d,"leaf":"%s"}' % (index, b64))
+        if self._verbatim:
+            self._write(b'{"index":%d,"leaf":%s}' % (index, leaf))
+        else:
+            self._write(b'{"index":%d,"leaf":"%s"}' % (index, binascii.b2a_base64(leaf, newline=False)))
 
     def balance(self, account: str, unit: str, posted: int) -> None:
         """An account's posted balance as the service reports it at the export's size."""

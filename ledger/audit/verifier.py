@@ -15,7 +15,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from ledger.audit.export_format import (
+    BALANCE_PREFIX,
     CHECKPOINT_PREFIX,
+    END_PREFIX,
     ExportHeader,
     LineError,
     open_export,
@@ -119,6 +121,7 @@ class _Run:
             cuts.append(self.pin.size)
         state = LogState(self.report, cuts)
         self._leaves(state, header)
+        self._leaf_section_end(state)
         self._roots(state)
         if self.aborted:
             return None
@@ -201,19 +204,21 @@ class _Run:
             return max(1, self.options.jobs)
         return (os.cpu_count() or 1) if header.size >= PARALLEL_MIN_LEAVES else 1
 
-    def _chunk_jobs(self, state: LogState, *, parallel: bool) -> Iterator[ChunkJob]:
+    def _chunk_jobs(self, state: LogState, header: ExportHeader, *, parallel: bool) -> Iterator[ChunkJob]:
         """Leaf chunks in file order; for workers, spans of the file they read themselves if it is
         a plain file, and no start (each takes its first line's index, so nobody counts lines)."""
         cuts, size = tuple(state.cuts_between(-1, 2**63)), self.options.chunk_bytes
         path = str(self.path) if parallel and self.plain else None
-        sequence = 0
+        sequence, verbatim = 0, header.verbatim
         while True:
             start = None if parallel else state.size
             span = self.lines.take_leaf_span(size) if path is not None else None
             if span is not None:
-                yield ChunkJob(b"", start, self.origin, cuts, sequence, path, span[0], span[1])
+                yield ChunkJob(
+                    b"", start, self.origin, cuts, sequence, path, span[0], span[1], verbatim=verbatim
+                )
             elif (block := self.lines.take_leaf_block(size)) is not None:
-                yield ChunkJob(block, start, self.origin, cuts, sequence)
+                yield ChunkJob(block, start, self.origin, cuts, sequence, verbatim=verbatim)
             else:
                 return
             sequence += 1
@@ -231,16 +236,29 @@ class _Run:
     def _leaves(self, state: LogState, header: ExportHeader) -> None:
         jobs = self._jobs(header)
         if jobs == 1:
-            for job in self._chunk_jobs(state, parallel=False):
+            for job in self._chunk_jobs(state, header, parallel=False):
                 if not self._merge(state, job, check_chunk(job, state.sums), header):
                     return
             return
         with WorkerPool(jobs) as pool:
             sums = pool.run(
-                self._chunk_jobs(state, parallel=True), lambda job, res: self._merge(state, job, res, header)
+                self._chunk_jobs(state, header, parallel=True),
+                lambda job, res: self._merge(state, job, res, header),
             )
         if sums is not None:
             state.sums = sums
+
+    def _leaf_section_end(self, state: LogState) -> None:
+        """After the leaf lines only balance lines or the end line may come. Another line (such as
+        the rest of a leaf line cut by a raw newline in the leaf) is malformed input."""
+        line = self.lines.peek()
+        if self.aborted or line is None or line.startswith((BALANCE_PREFIX, END_PREFIX)):
+            return
+        self.report.fail(
+            "line_syntax", state.size, None, None,
+            "a line in the leaf section is not a leaf line (a leaf cut by a raw newline?)",
+        )  # fmt: skip
+        self.aborted = True
 
     def _roots(self, state: LogState) -> None:
         """Each checkpoint's root against the tree of the leaves (after the leaf pass)."""

@@ -115,7 +115,7 @@ def test_export_matches_the_reported_balances(
     assert balances[str(signed_log["person"])] == 100 - 40 + 40 - 10
     header, end = lines[0], lines[-1]
     assert (header["format"], header["origin"], header["size"]) == (
-        "vledger-log-export/1",
+        "vledger-log-export/2",
         community.origin,
         8,
     )

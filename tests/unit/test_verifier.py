@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from ledger.audit.checkpoint import Checkpoint, format_checkpoint_body, sign_checkpoint
 from ledger.audit.cosignature import WitnessVerifier, cosign
-from ledger.audit.export_format import ExportHeader, ExportWriter, encode_line, write_lines
+from ledger.audit.export_format import FORMAT_V1, ExportHeader, ExportWriter, encode_line, write_lines
 from ledger.audit.jcs import canonical_json
 from ledger.audit.leaf import ZERO_HASH, encode_leaf, leaf_hash
 from ledger.audit.merkle import root
@@ -158,7 +158,16 @@ def save(path: Path, lines: list[bytes]) -> None:
 
 
 def leaf_line(index: int, leaf: bytes) -> bytes:
+    return b'{"index":%d,"leaf":%s}' % (index, leaf)
+
+
+def v1_line(index: int, leaf: bytes) -> bytes:
+    """A leaf line of the first format (vledger-log-export/1): the leaf as base64."""
     return b'{"index":%d,"leaf":"%s"}' % (index, base64.b64encode(leaf))
+
+
+def _keys() -> TrustedKeys:
+    return TrustedKeys((LOG.verifier(),), (), (WitnessVerifier.of(WITNESS),))
 
 
 def check(
@@ -365,8 +374,17 @@ def test_edited_bytes_give_a_prev_mismatch_and_a_root_mismatch(
     assert mismatch.expected == base64.b64encode(h.root(8)).decode()
 
 
+def as_v1(lines: list[bytes]) -> None:
+    """Rewrite an export's lines in place into the first format (header and base64 leaf lines)."""
+    lines[0] = lines[0].replace(b"vledger-log-export/2", b"vledger-log-export/1")
+    for i in range(LEAF0, len(lines)):
+        if lines[i].startswith(b'{"index":'):
+            lines[i] = v1_line(i - LEAF0, lines_leaf(lines, i - LEAF0))
+
+
 def lines_leaf(lines: list[bytes], i: int) -> bytes:
-    return base64.b64decode(json.loads(lines[LEAF0 + i])["leaf"])
+    line = lines[LEAF0 + i]
+    return line[line.index(b',"leaf":') + 8 : -1]
 
 
 def test_rechained_history_without_the_key(tmp_path: Path) -> None:
@@ -808,9 +826,34 @@ def test_missing_and_duplicate_balance_lines(export: tuple[Path, History, list[b
     ("edit", "expected", "code"),
     [
         (lambda lines: lines.__setitem__(0, b'{"format":"other/1"}'), {"header": None}, 2),
-        (lambda lines: lines.__setitem__(LEAF0 + 3, b'{"index":3,"leaf":"!!"}'), {"line_syntax": 3}, 2),
-        (lambda lines: lines.__setitem__(LEAF0 + 3, b'{"index":03,"leaf":"QQ=="}'), {"line_syntax": 3}, 2),
-        (lambda lines: lines.__setitem__(LEAF0 + 3, b'{"index":3,"leaf":"QR=="}'), {"line_syntax": 3}, 2),
+        (
+            lambda lines: (as_v1(lines), lines.__setitem__(LEAF0 + 3, b'{"index":3,"leaf":"!!"}')),
+            {"line_syntax": 3},
+            2,
+        ),
+        (
+            lambda lines: (as_v1(lines), lines.__setitem__(LEAF0 + 3, b'{"index":03,"leaf":"QQ=="}')),
+            {"line_syntax": 3},
+            2,
+        ),
+        (
+            lambda lines: (as_v1(lines), lines.__setitem__(LEAF0 + 3, b'{"index":3,"leaf":"QR=="}')),
+            {"line_syntax": 3},
+            2,
+        ),
+        (
+            lambda lines: lines.__setitem__(LEAF0 + 3, lines[LEAF0 + 3].replace(b":3,", b":03,", 1)),
+            {"line_syntax": 3},
+            2,
+        ),
+        (
+            lambda lines: lines.__setitem__(
+                LEAF0 + 3, lines[LEAF0 + 3].replace(b',"leaf":', b',"leaf" :', 1)
+            ),
+            {"line_syntax": 3},
+            2,
+        ),
+        (lambda lines: lines.__setitem__(LEAF0 + 3, lines[LEAF0 + 3][:-2]), {"line_syntax": 3}, 2),
         (lambda lines: lines.pop(), {"end_line": None}, 2),
         (lambda lines: lines.append(b"{}"), {"line_syntax": None}, 2),
         (
@@ -821,9 +864,12 @@ def test_missing_and_duplicate_balance_lines(export: tuple[Path, History, list[b
     ],
     ids=[
         "header",
-        "leaf-base64",
+        "v1-leaf-base64",
+        "v1-leaf-index",
+        "v1-base64-padding-bits",
         "leaf-index",
-        "base64-padding-bits",
+        "leaf-separator",
+        "leaf-unclosed",
         "no-end-line",
         "after-end",
         "spaced-json",
@@ -841,6 +887,60 @@ def test_malformed_files(
     report = check(path)
     assert found(report) == expected
     assert report.exit_code == code
+
+
+def test_first_format_still_verifies(export: tuple[Path, History, list[bytes]]) -> None:
+    path, h, lines = export
+    as_v1(lines)
+    save(path, lines)
+    assert check(path).ok
+    written = write(path.with_name("v1.jsonl"), h)  # the writer still writes /1 if asked
+    assert written[0].startswith(b'{"exported_at"')
+    v1_path = path.with_name("v1b.jsonl")
+    write_lines(v1_path, lambda w: [w.leaf(i, x) for i, x in enumerate(h.leaves)],
+                ExportHeader(h.origin, 7, len(h.leaves), NOW, FORMAT_V1))  # fmt: skip
+    v1_lines = v1_path.read_bytes().split(b"\n")
+    assert b'"format":"vledger-log-export/1"' in v1_lines[0]
+    assert v1_lines[1] == v1_line(0, h.leaves[0])
+
+
+@pytest.mark.parametrize(
+    ("cut", "expected", "code"),
+    [(b"\n", {"line_syntax": 3}, 2), (b"}\n", {"leaf_canonical": 3, "line_syntax": 4}, 1)],
+    ids=["newline", "brace-newline"],
+)
+def test_leaf_with_a_raw_newline(tmp_path: Path, cut: bytes, expected: dict[str, int], code: int) -> None:
+    """A leaf holding a raw newline (tampered with in the database) is written verbatim by the
+    writer; it cuts its line in two, which the verifier reports as malformed input (line_syntax,
+    exit 2). If the first piece happens to end like a line, it is checked as a (non-canonical)
+    leaf, which is tampering (exit 1), and the rest of the line is malformed input."""
+    h = standard()
+    tampered = h.leaves[3][:20] + cut + h.leaves[3][20:]
+    path = tmp_path / "log.jsonl"
+    lines = write(path, h)
+    raw = tmp_path / "raw.jsonl"
+    write_lines(raw, lambda w: w.leaf(3, tampered), ExportHeader(h.origin, 7, 1, NOW))
+    assert raw.read_bytes().split(b"\n")[1:3] == leaf_line(3, tampered).split(b"\n")
+    lines[LEAF0 + 3] = leaf_line(3, tampered)
+    save(path, lines)
+    for jobs in (1, 2):
+        report = verify_export(
+            path, VerifyOptions(_keys(), jobs=jobs, now=NOW, chunk_bytes=64 if jobs == 2 else 1 << 20)
+        )
+        assert {k: v for k, v in found(report).items() if k in expected} == expected
+        assert report.exit_code == code
+
+
+def test_leaf_bytes_that_are_not_json(export: tuple[Path, History, list[bytes]]) -> None:
+    """Any bytes without a newline are carried verbatim: a leaf that is not JSON is tampering
+    (leaf_canonical, root_mismatch), not a malformed line."""
+    path, _h, lines = export
+    lines[LEAF0 + 3] = leaf_line(3, b'"!!"}{')
+    save(path, lines)
+    report = check(path)
+    assert "line_syntax" not in found(report)
+    assert found(report)["leaf_canonical"] == 3
+    assert report.exit_code == 1
 
 
 def test_truncated_file_and_wrong_key(export: tuple[Path, History, list[bytes]]) -> None:
