@@ -9,6 +9,7 @@ import uvicorn
 
 from api.app import create_app
 from api.deps import Services
+from api.observability import configure_logging
 from jobs.schedule import jobs
 from jobs.schedule import start as start_jobs
 from ledger.config import Settings
@@ -22,6 +23,7 @@ def run_service(
     url: str, settings: Settings, *, demo: bool, host: str | None, port: int | None, started: float
 ) -> None:
     """Serve until stopped; the pool and the scheduler are closed on the way out, whatever happens."""
+    configure_logging()  # JSON lines from here on: the access log and everything else
     pool = open_pool(
         url,
         app_url=settings.app_database_url,
