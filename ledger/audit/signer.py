@@ -56,7 +56,6 @@ __all__ = [
 Prove = Callable[[int, int], list[bytes]]
 
 _STATE_VERSION = 1
-_SEED_LEN = 32
 
 
 class SignerRefused(SignerError):  # noqa: N818 - the name the service and its callers use
