@@ -10,7 +10,6 @@ member's balance. Every status is checked; the issuance balance must move by exa
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import cProfile
@@ -31,7 +30,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,6 +43,7 @@ from ledger.services.identity import Identity
 from ledger.services.ledger import Ledger
 from ledger.store.db import Conn, open_pool
 from vledger import bench
+from vledger.loadgen import HOST, LoadResult, LoadSpec, load
 
 if TYPE_CHECKING:
     from litestar import Litestar
@@ -54,8 +54,6 @@ TARGETS = {
     POST: bench._Target(2500, 10.0, "HTTP single posting, authenticated, idempotency key, c<=16"),
     READ: bench._Target(5000, 5.0, "HTTP balance read, c<=8"),
 }
-HOST = "127.0.0.1"
-TIME_LIMIT_S = 300.0  # per workload, warm-up included: a stuck server fails the run instead of hanging it
 READY_TIMEOUT_S = 60.0
 READY_DIR_ENV = "VLEDGER_BENCH_READY_DIR"  # each server worker drops a file here once it serves
 PROFILE_ENV = "VLEDGER_BENCH_PROFILE"  # a directory: each server worker writes <pid>.pstats on shutdown
@@ -205,113 +203,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-# ---------------------------------------------------------------------------- the load generator
-
-
-@dataclass(frozen=True, slots=True)
-class LoadSpec:
-    """What one workload sends; the load process builds the request bytes from it before timing."""
-
-    port: int
-    token: str
-    community_id: int
-    members: tuple[str, ...]
-    issuance: str | None  # posts: award from this account; None: balance reads
-    count: int
-    warm: int
-    connections: int
-    key_prefix: str
-    expires_at: str
-    seed: int
-
-
-@dataclass(frozen=True, slots=True)
-class LoadResult:
-    ok: int  # responses with the expected status, warm-up included
-    elapsed_ns: int  # timed phase: from the common start until the last connection finished
-    latencies_ns: list[int]  # timed phase, one per request
-    errors: list[str]  # the first few unexpected answers
-
-
-def _requests(spec: LoadSpec, phase: str, n: int) -> list[bytes]:
-    rng = random.Random(f"{spec.seed}:{phase}")  # noqa: S311 - benchmark data
-    head = f"Host: {HOST}:{spec.port}\r\nAuthorization: Bearer {spec.token}\r\n"
-    base = f"/api/v1/communities/{spec.community_id}"
-    out: list[bytes] = []
-    for i in range(n):
-        member = rng.choice(spec.members)
-        if spec.issuance is None:
-            out.append(f"GET {base}/accounts/{member}/balance HTTP/1.1\r\n{head}\r\n".encode())
-            continue
-        body = (
-            '{"kind":"bench_award","postings":['
-            f'{{"account_id":"{spec.issuance}","unit":"points","amount":-1}},'
-            f'{{"account_id":"{member}","unit":"points","amount":1,"expires_at":"{spec.expires_at}"}}]}}'
-        ).encode()
-        out.append(
-            f"POST {base}/transfers HTTP/1.1\r\n{head}Idempotency-Key: {spec.key_prefix}-{phase}-{i}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-    return out
-
-
-async def _exchange(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, requests: list[bytes], expected: int
-) -> tuple[list[int], str | None]:
-    """Send each request and read its answer: latencies of the good ones, or the first bad answer."""
-    latencies: list[int] = []
-    clock = time.perf_counter_ns
-    for request in requests:
-        t0 = clock()
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        at = head.lower().find(b"\r\ncontent-length:")
-        if at < 0:
-            return latencies, f"应答没有 Content-Length：{head[:200]!r}"
-        body = await reader.readexactly(int(head[at + 17 : head.index(b"\r\n", at + 2)]))
-        if (status := int(head[9:12])) != expected:
-            return latencies, f"期望 {expected}，得到 {status}：{body[:300].decode(errors='replace')}"
-        latencies.append(clock() - t0)
-    return latencies, None
-
-
-async def _load(spec: LoadSpec) -> LoadResult:
-    expected, n = (200 if spec.issuance is None else 201), spec.connections
-    warm = [_requests(spec, f"warm{k}", spec.warm // n + 1) for k in range(n)]
-    timed = [_requests(spec, f"run{k}", spec.count // n + (k < spec.count % n)) for k in range(n)]
-    streams = [await asyncio.open_connection(HOST, spec.port) for _ in range(n)]
-    done: list[tuple[list[int], str | None]] = []
-    try:
-        async with asyncio.timeout(TIME_LIMIT_S):
-            done = await asyncio.gather(
-                *(_exchange(*rw, q, expected) for rw, q in zip(streams, warm, strict=True))
-            )
-            ok, errors = sum(len(lat) for lat, _ in done), [e for _, e in done if e]
-            if errors:
-                return LoadResult(ok, 0, [], errors[:3])
-            started = time.perf_counter_ns()
-            done = await asyncio.gather(
-                *(_exchange(*rw, q, expected) for rw, q in zip(streams, timed, strict=True))
-            )
-            elapsed = time.perf_counter_ns() - started
-    except TimeoutError:
-        return LoadResult(0, 0, [], [f"超过 {TIME_LIMIT_S:.0f} 秒时限仍未完成"])
-    finally:
-        for _, writer in streams:
-            writer.close()
-    latencies = [ns for lat, _ in done for ns in lat]
-    return LoadResult(ok + len(latencies), elapsed, latencies, [e for _, e in done if e][:3])
-
-
-def load(spec: LoadSpec) -> LoadResult:
-    """The load generator's entry point (runs in its own process)."""
-    return asyncio.run(_load(spec))
-
-
-# ---------------------------------------------------------------------------------------- a run
-
-
 def _admin_token(identity: Identity, community_id: int) -> str:
     user_id = identity.create_user(f"bench-http-{uuid.uuid4().hex[:12]}", None)
     identity.grant(user_id, Grant(Role.COMMUNITY_ADMIN, community_id=community_id))
@@ -357,7 +248,7 @@ def _one_run(
         connections=conns[1],
         key_prefix=uuid.uuid4().hex,
         expires_at=(datetime.now(UTC) + timedelta(days=365)).isoformat().replace("+00:00", "Z"),
-        seed=random.randrange(1 << 30),  # noqa: S311 - benchmark data, not a secret
+        seed=random.randrange(1 << 30),
     )
     posting = replace(
         reading, issuance=str(data.issuance), count=transfers, warm=conns[0] * 20, connections=conns[0]

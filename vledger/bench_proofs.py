@@ -62,7 +62,7 @@ def run(
         started = time.perf_counter()
         size, root = audit.ingest(community_id)
         ingested = time.perf_counter() - started
-        rng = random.Random(1)  # noqa: S311 - reproducible sampling, not security
+        rng = random.Random(1)
         inclusion_ms, consistency_ms = [], []
         for _ in range(proofs):
             index = rng.randrange(size)

@@ -130,7 +130,7 @@ def build_export(path: Path, leaves: int, *, seed: int = 1, every: int = CHECKPO
 
     Each checkpoint carries a cosignature by a throwaway witness, timestamped now.
     """
-    rng = random.Random(seed)  # noqa: S311 - throwaway keys and data for a benchmark, reproducible by seed
+    rng = random.Random(seed)
     log_key = Signer.from_seed(ORIGIN, rng.randbytes(32))
     witness = Signer.from_seed("witness.bench.local", rng.randbytes(32))
     sizes = sorted({*range(every, leaves + 1, every), leaves})
