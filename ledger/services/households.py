@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -13,8 +12,12 @@ from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool
 
 from ledger.domain.errors import ErrorCode, LedgerError
+from ledger.domain.households import bad as _bad
+from ledger.domain.households import check_code as _check_code
+from ledger.domain.households import check_ids as _check_ids
+from ledger.domain.households import check_instant as _check_instant
+from ledger.domain.households import check_label as _check_label
 from ledger.domain.ids import uuid7
-from ledger.domain.transfers import check_text
 from ledger.store import households_repo as repo
 from ledger.store.db import Conn
 from ledger.store.households_repo import (
@@ -28,42 +31,8 @@ from ledger.store.households_repo import (
 
 __all__ = ["EventKind", "HouseholdEventView", "HouseholdView", "Households", "MemberView"]
 
-CODE_RE = re.compile(r"[A-Za-z0-9-]{1,32}")
-MAX_LABEL_CHARS = 50
 MAX_PAGE = 500
 _MOVE_ATTEMPTS = 5
-
-
-def _bad(field: str) -> LedgerError:
-    return LedgerError(ErrorCode.INVALID_FIELD, field=field)
-
-
-def _check_code(code: object, field: str) -> str:
-    if not isinstance(code, str) or not CODE_RE.fullmatch(code):
-        raise _bad(field)
-    return code
-
-
-def _check_label(value: object, field: str) -> str:
-    if not isinstance(value, str):
-        raise _bad(field)
-    check_text(value, field)
-    if len(value) > MAX_LABEL_CHARS:
-        raise _bad(field)
-    return value
-
-
-def _check_ids(ids: Sequence[UUID], field: str) -> list[UUID]:
-    out = list(ids)
-    if len(set(out)) != len(out) or not all(isinstance(i, UUID) for i in out):
-        raise _bad(field)
-    return out
-
-
-def _check_instant(at: datetime, field: str) -> datetime:
-    if not isinstance(at, datetime) or at.tzinfo is None:
-        raise _bad(field)
-    return at
 
 
 def _member_of(members: Sequence[MemberView], person_id: UUID, household_id: UUID) -> MemberView:
