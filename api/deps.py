@@ -128,6 +128,17 @@ class Access:
             return view
         raise LedgerError(ErrorCode.ACCOUNT_NOT_FOUND, account_id=str(account_id))
 
+    def require_transfer(self, community_id: int, transfer_id: uuid.UUID) -> None:
+        """Staff with TRANSFER_READ, or a volunteer whose own (or household's) account the transfer
+        touches; other transfers do not exist for a volunteer (TRANSFER_NOT_FOUND)."""
+        if self.can(Permission.TRANSFER_READ, community_id):
+            return
+        self.as_person(community_id, Permission.TRANSFER_READ)
+        accounts = self._services.accounts
+        touched = accounts.transfer_accounts(community_id, transfer_id)
+        if not any(self.owns(community_id, accounts.get(community_id, a)) for a in touched):
+            raise LedgerError(ErrorCode.TRANSFER_NOT_FOUND, transfer_id=str(transfer_id))
+
 
 def provide_access(services: NamedDependency[Services], principal: NamedDependency[Principal]) -> Access:
     return Access(services, principal)

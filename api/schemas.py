@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Literal
 
 import msgspec
 
+from ledger.domain import times
+from ledger.domain.times import EPOCH
 from ledger.services.accounts import AccountView, LotView, StatementLine
 from ledger.services.results import BalanceView, TransferResult
 
@@ -202,19 +204,15 @@ class Community(msgspec.Struct, kw_only=True):
     origin: str
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 def from_us(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
+    return EPOCH + timedelta(microseconds=us)
 
 
 def to_us(value: datetime) -> int:
     """Microseconds since the epoch; a datetime without a zone is taken as Beijing time (UTC+8)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=BEIJING)
-    delta = value - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    result = times.to_us(aware(value))
+    assert result is not None
+    return result
 
 
 BEIJING = timezone(timedelta(hours=8))

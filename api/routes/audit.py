@@ -191,9 +191,5 @@ class TransferProofRoutes(Controller):
         services: NamedDependency[Services],
     ) -> TransferProofOut:
         """For staff who may read transfers, and for a volunteer whose account the transfer touches."""
-        if not access.can(Permission.TRANSFER_READ, community_id):
-            access.as_person(community_id, Permission.TRANSFER_READ)
-            touched = services.accounts.transfer_accounts(community_id, transfer_id)
-            if not any(access.owns(community_id, services.accounts.get(community_id, a)) for a in touched):
-                raise LedgerError(ErrorCode.TRANSFER_NOT_FOUND, transfer_id=str(transfer_id))
+        access.require_transfer(community_id, transfer_id)
         return transfer_proof(services, community_id, transfer_id)

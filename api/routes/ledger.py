@@ -42,7 +42,6 @@ from api.schemas import (
     to_us,
 )
 from ledger.domain.accounts import AccountSpec, OwnerKind, member_account_flags
-from ledger.domain.errors import ErrorCode, LedgerError
 from ledger.domain.roles import Permission
 from ledger.domain.transfers import Phase, Posting, ReverseRequest, TransferRequest
 from ledger.domain.units import Unit
@@ -314,12 +313,7 @@ class TransferRoutes(Controller):
         access: NamedDependency[Access],
         services: NamedDependency[Services],
     ) -> TransferOut:
-        if not access.can(Permission.TRANSFER_READ, community_id):
-            # Volunteers may read transfers that touch their own accounts; others do not exist for them.
-            access.as_person(community_id, Permission.TRANSFER_READ)
-            touched = services.accounts.transfer_accounts(community_id, transfer_id)
-            if not any(access.owns(community_id, services.accounts.get(community_id, a)) for a in touched):
-                raise LedgerError(ErrorCode.TRANSFER_NOT_FOUND, transfer_id=str(transfer_id))
+        access.require_transfer(community_id, transfer_id)
         return TransferOut.of(services.ledger.get_transfer(community_id, transfer_id))
 
     @post("/{transfer_id:uuid}/reversal", sync_to_thread=True, summary="冲正", responses={200: REPLAY})

@@ -124,6 +124,15 @@ def _manages(access: Access, user: UserInfo, *, every: bool) -> bool:
     return all(map(covered, scopes)) if every else any(map(covered, scopes))
 
 
+def _managed_user(access: Access, services: Services, user_id: uuid.UUID, *, every: bool) -> UserInfo:
+    """The user, if the caller manages them (see _manages); USER_NOT_FOUND otherwise, so that users
+    outside the caller's scope do not show."""
+    user = services.identity.user(user_id)
+    if not _manages(access, user, every=every):
+        raise LedgerError(ErrorCode.USER_NOT_FOUND, user_id=str(user_id))
+    return user
+
+
 def _is_admin(access: Access) -> bool:
     return any(g.role in (Role.COMMUNITY_ADMIN, Role.REGION_ADMIN) for g in access.principal.grants)
 
@@ -184,9 +193,7 @@ class UserRoutes(Controller):
         access: NamedDependency[Access],
         services: NamedDependency[Services],
     ) -> UserOut:
-        user = services.identity.user(user_id)
-        if not _manages(access, user, every=False):
-            raise LedgerError(ErrorCode.USER_NOT_FOUND, user_id=str(user_id))
+        user = _managed_user(access, services, user_id, every=False)
         return _user_out(services, user)
 
     @post("/{user_id:uuid}/grants", sync_to_thread=True, summary="授予角色")
@@ -232,9 +239,7 @@ class UserRoutes(Controller):
         services: NamedDependency[Services],
     ) -> IssuedTokenOut:
         """Not idempotent by design: a replay would have to store the secret to return it again."""
-        user = services.identity.user(user_id)
-        if not _manages(access, user, every=True):
-            raise LedgerError(ErrorCode.USER_NOT_FOUND, user_id=str(user_id))
+        _managed_user(access, services, user_id, every=True)
         expires = None if data.expires_days is None else data.expires_days * 86_400
         issued = services.identity.issue_api_token(
             user_id, data.name, expires_in_s=expires, actor_id=access.principal.user_id
@@ -248,9 +253,7 @@ class UserRoutes(Controller):
         access: NamedDependency[Access],
         services: NamedDependency[Services],
     ) -> list[TokenOut]:
-        user = services.identity.user(user_id)
-        if not _manages(access, user, every=True):
-            raise LedgerError(ErrorCode.USER_NOT_FOUND, user_id=str(user_id))
+        _managed_user(access, services, user_id, every=True)
         return [
             TokenOut(
                 token_id=t.token_id,
@@ -276,8 +279,6 @@ class UserRoutes(Controller):
         access: NamedDependency[Access],
         services: NamedDependency[Services],
     ) -> None:
-        user = services.identity.user(user_id)
-        if not _manages(access, user, every=True):
-            raise LedgerError(ErrorCode.USER_NOT_FOUND, user_id=str(user_id))
+        _managed_user(access, services, user_id, every=True)
         if token_id in {t.token_id for t in services.identity.tokens_of(user_id)}:
             services.identity.revoke_token(token_id, actor_id=access.principal.user_id)

@@ -142,8 +142,9 @@ class AuditLog:
         return [StoredCheckpoint(int(r[0]), bytes(r[1]), bytes(r[2]), r[3]) for r in rows]
 
     def _check_size(self, log_id: int, size: int) -> None:
-        if size < 0 or size > self.tree_size(log_id):
-            raise LedgerError(ErrorCode.INVALID_FIELD, field="tree_size", max=self.tree_size(log_id))
+        stored = self.tree_size(log_id)
+        if not 0 <= size <= stored:
+            raise LedgerError(ErrorCode.INVALID_FIELD, field="tree_size", max=stored)
 
     # ----------------------------------------------------------------------------------- writes
 

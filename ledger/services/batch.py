@@ -19,6 +19,7 @@ from ledger.audit.leaf import leaf_hash, transfer_leaf_template
 from ledger.domain.engine import Effects, NewLot, Planned, PostingRow, apply_postings
 from ledger.domain.errors import ErrorCode, LedgerError
 from ledger.domain.ids import uuid7, uuid7_many
+from ledger.domain.times import to_dt
 from ledger.domain.transfers import Phase, TransferRequest, validate_transfer
 from ledger.store import batch_repo as bsql
 from ledger.store import ledger_repo as sql
@@ -210,7 +211,7 @@ class _Rows:
     def time(self, us: int | None) -> str:
         text = self._times.get(us)
         if text is None:
-            dt = sql.to_dt(us)
+            dt = to_dt(us)
             assert dt is not None
             text = self._times[us] = dt.isoformat()
         return text

@@ -11,8 +11,8 @@ from psycopg.rows import tuple_row
 
 from ledger.audit.jcs import CanonicalError
 from ledger.audit.leaf import ZERO_HASH, decode_leaf, leaf_hash
+from ledger.domain.times import to_us
 from ledger.services.invariant_rules import CHECKS
-from ledger.store.ledger_repo import to_us
 
 __all__ = ["MAX_REPORTED_PER_CHECK", "check_community"]
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ledger.domain.engine import PostingRow
 from ledger.domain.errors import ErrorCode, LedgerError
+from ledger.domain.times import to_dt, to_us
 from ledger.domain.units import Unit
 from ledger.services.results import BalanceView, PostingView, Receipt, TransferResult
 from ledger.store import ledger_repo as sql
@@ -67,9 +68,7 @@ def _postings(conn: Conn, community_id: int, transfer_id: uuid.UUID) -> tuple[St
     ):
         movements = tuple((uuid.UUID(m[0]), int(m[1])) for m in moves)
         out.append(
-            StoredPosting(
-                seq, account_id, Unit(unit), phase, amount, sql.to_us(expires_at), lot_id, movements
-            )
+            StoredPosting(seq, account_id, Unit(unit), phase, amount, to_us(expires_at), lot_id, movements)
         )
     return tuple(out)
 
@@ -90,7 +89,7 @@ def load_transfer_for_update(conn: Conn, community_id: int, transfer_id: uuid.UU
         transfer_id,
         kind,
         phase,
-        sql.to_us(timeout_at),
+        to_us(timeout_at),
         postings,
         reversed_by,
         resolved_phase,
@@ -153,7 +152,7 @@ def transfer_result(
         PostingView(a, Unit(u), ph, amt, bal, ver)
         for a, u, ph, amt, bal, ver in conn.execute(_RESULT_POSTINGS, (community_id, transfer_id))
     )
-    effective_us, recorded_us = sql.to_us(effective_at), sql.to_us(recorded_at)
+    effective_us, recorded_us = to_us(effective_at), to_us(recorded_at)
     assert effective_us is not None and recorded_us is not None
     return TransferResult(
         transfer_id,
@@ -210,6 +209,6 @@ ORDER BY t.timeout_at LIMIT %s
 
 
 def expired_pending_ids(conn: Conn, community_id: int, now_us: int, limit: int) -> list[uuid.UUID]:
-    ids = [r[0] for r in conn.execute(_EXPIRED, (community_id, sql.to_dt(now_us), limit))]
+    ids = [r[0] for r in conn.execute(_EXPIRED, (community_id, to_dt(now_us), limit))]
     conn.rollback()
     return ids

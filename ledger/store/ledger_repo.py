@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg import Cursor
@@ -18,21 +17,10 @@ from ledger.domain.accounts import AccountFlags
 from ledger.domain.balances import BalanceState
 from ledger.domain.engine import AccountInfo, Effects, PostingRow
 from ledger.domain.lots import LotState
+from ledger.domain.times import to_us
 from ledger.domain.units import Unit
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Cur = Cursor[TupleRow]
-
-
-def to_dt(us: int | None) -> datetime | None:
-    return None if us is None else EPOCH + timedelta(microseconds=us)
-
-
-def to_us(dt: datetime | None) -> int | None:
-    if dt is None:
-        return None
-    delta = dt - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 CLAIM_KEY = """

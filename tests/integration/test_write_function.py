@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
+from ledger.domain.times import to_dt
 from ledger.store.db import Conn
-from ledger.store.ledger_repo import to_dt
 
 
 def test_vledger_ts_is_exact_to_the_microsecond(owner: Conn) -> None:
