@@ -121,6 +121,7 @@ class _Run:
             cuts.append(self.pin.size)
         state = LogState(self.report, cuts)
         self._leaves(state, header)
+        state.finish()
         self._leaf_section_end(state)
         self._roots(state)
         if self.aborted:

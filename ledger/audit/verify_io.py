@@ -32,13 +32,15 @@ class LineReader:
         self._pos = 0
         self._offset = 0  # file offset of self._buf[0]
         self._eof = False
+        self._read_size = _BLOCK
         self.missing_final_newline = False
 
     def _more(self) -> bool:
         """Read another block into the buffer; False at the end of the file."""
         if self._eof:
             return False
-        block = self._file.read(_BLOCK)
+        block = self._file.read(self._read_size)
+        self._read_size = _BLOCK
         rest = self._buf[self._pos :]
         self._offset += self._pos
         self._pos = 0
@@ -115,6 +117,7 @@ class LineReader:
     def _skip_to(self, offset: int) -> None:
         self._file.seek(offset)
         self._buf, self._pos, self._offset, self._eof = b"", 0, offset, False
+        self._read_size = _WINDOW  # usually only the next line is looked at before the next span
 
 
 class PinError(ValueError):

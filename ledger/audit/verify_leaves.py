@@ -20,6 +20,8 @@ from ledger.audit.export_format import LEAF_PREFIX
 from ledger.audit.jcs import CanonicalError, parse_canonical
 from ledger.audit.merkle import perfect_subtrees
 from ledger.audit.verify_fields import EVENT, UNITS, UNKNOWN, TransferFields, check_leaf_value, phase_code
+from ledger.audit.verify_framing import canonical_b64, decimal, index_checked, malformed
+from ledger.audit.verify_patterns import FAST_TRANSFER, MAX_TIME, POSTINGS, pair_pattern
 
 __all__ = ["REF_RESOLVE", "REF_REVERSE", "ChunkJob", "ChunkResult", "Sums", "check_chunk"]
 
@@ -27,33 +29,6 @@ __all__ = ["REF_RESOLVE", "REF_REVERSE", "ChunkJob", "ChunkResult", "Sums", "che
 REF_REVERSE = 0
 REF_RESOLVE = 1
 _ZERO_HEX = b"0" * 64
-
-# The exact canonical encoding of a transfer leaf whose strings are printable ASCII without '"' or
-# '\' (every string JCS writes unescaped), whose units are known, whose times are non-negative and
-# whose index and amounts have at most 15 digits (below 2**53 - 1, so no range check is needed).
-# Bytes this matches are canonical by construction, so no re-encoding is needed; anything else
-# takes the general path (parse_canonical), which accepts or reports it precisely.
-# tests/unit/test_verifier.py checks that both paths agree.
-_STR = rb'"[ !#-\[\]-~]*"'
-_CSTR = rb'"([ !#-\[\]-~]*)"'
-_NCSTR = rb'(?:null|"([ !#-\[\]-~]*)")'
-_TIME = rb"(0|[1-9][0-9]{0,15})"
-_UNIT = rb'"(?:service_minutes|points|coin_minutes|score_points)"'
-_POSTING = rb"\[" + _STR + rb"," + _UNIT + rb",-?[1-9][0-9]{0,14}\]"
-_FAST_TRANSFER = re.compile(
-    rb'\{"actor":(?:null|' + _STR + rb'),"effective_us":' + _TIME + rb',"id":' + _CSTR
-    + rb',"idempotency_key":' + _STR + rb',"index":(0|[1-9][0-9]{0,14}),"kind":' + _STR
-    + rb',"origin":' + _CSTR + rb',"pending_id":' + _NCSTR
-    + rb',"phase":"(single|pending|post|void)","postings":\[(' + _POSTING + rb"(?:," + _POSTING
-    + rb')*)\],"prev":"([0-9a-f]{64})","recorded_us":' + _TIME + rb',"reverses":' + _NCSTR
-    + rb',"timeout_us":(?:null|' + _TIME + rb'),"type":"transfer","v":1\}'
-).fullmatch  # fmt: skip
-# Over postings the pattern above matched: ('"account","unit"', unit, amount) of each.
-_POSTINGS = re.compile(rb'\[("[^"]*","([^"]*)"),(-?[0-9]+)\]').findall
-_MAX_TIME = b"9007199254740991"  # 2**53-1: 16-digit times above it are out of range
-# Base64 characters whose low bits are zero, as the last character before "=" or "==" must be.
-_PAD1_LAST = frozenset(b"AEIMQUYcgkosw048")
-_PAD2_LAST = frozenset(b"AQgw")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +62,7 @@ class ChunkJob:
         if self.start is not None:
             return self.start
         text = data[len(LEAF_PREFIX) : data.find(b",", 0, 40)]
-        return int(text) if data.startswith(LEAF_PREFIX) and _decimal(text) else 0
+        return int(text) if data.startswith(LEAF_PREFIX) and decimal(text) else 0
 
 
 @dataclass(slots=True)
@@ -108,6 +83,8 @@ class ChunkResult:
     id_positions: list[int] = field(default_factory=list)
     phases: bytearray = field(default_factory=bytearray)  # one phase code per leaf
     refs: list[tuple[int, int, bytes]] = field(default_factory=list)  # (position, REF_*, target id)
+    # Of each ref, its target's first position in this chunk, or -1 (found in C, by the worker).
+    ref_targets: list[int] = field(default_factory=list)
     transfers: int = 0
     events: int = 0
     postings: int = 0
@@ -158,46 +135,6 @@ Sums = dict[bytes, int]
 _RESOLVING = frozenset({b"post", b"void"})
 
 
-def _canonical_b64(b64: bytes) -> bool:
-    """Whether padded base64 has zero padding bits (one spelling per value); the alphabet is checked."""
-    if b64[-2:] == b"==":
-        return b64[-3] in _PAD2_LAST
-    return b64[-2] in _PAD1_LAST
-
-
-def _malformed(line: bytes, pos: int, res: ChunkResult, verbatim: bool) -> None:
-    """Record why a leaf line is malformed (its framing, index or base64)."""
-    if verbatim:
-        sep = line.find(b',"leaf":', len(LEAF_PREFIX))
-        if not line.startswith(LEAF_PREFIX) or sep < 0:
-            detail = 'a leaf line must be {"index":<n>,"leaf":<leaf bytes>}'
-        elif not line.endswith(b"}"):
-            detail = 'a leaf line does not end with "}": cut short (a raw newline in the leaf?)'
-        else:
-            detail = "a leaf line's index is not a decimal integer"
-        res.fail("line_syntax", pos, None, None, detail)
-        res.fatal = True
-        return
-    sep = line.find(b',"leaf":"', len(LEAF_PREFIX))
-    if not line.startswith(LEAF_PREFIX) or sep < 0 or not line.endswith(b'"}'):
-        detail = 'a leaf line must be {"index":<n>,"leaf":"<base64>"}'
-    elif not _decimal(line[len(LEAF_PREFIX) : sep]):
-        detail = "a leaf line's index is not a decimal integer"
-    else:
-        b64 = line[sep + 9 : -2]
-        try:
-            binascii.a2b_base64(b64, strict_mode=True)
-            detail = "a leaf line's base64 has non-zero padding bits"
-        except binascii.Error as exc:
-            detail = f"a leaf line's base64 is invalid: {exc}"
-    res.fail("line_syntax", pos, None, None, detail)
-    res.fatal = True
-
-
-def _decimal(text: bytes) -> bool:
-    return text.isdigit() and (text[:1] != b"0" or text == b"0") and len(text) <= 16
-
-
 def _general(
     leaf: bytes, pos: int, line_index: int, origin: str, res: ChunkResult, sums: Sums
 ) -> bytes | None:
@@ -237,9 +174,9 @@ def _fast_leaf(  # noqa: PLR0912 - flat checks of one leaf, kept together for sp
     )
     # The pattern bounds times to 16 digits; those of exactly 16 may still exceed 2**53-1.
     if (
-        (len(effective) == 16 and effective > _MAX_TIME)
-        or (len(recorded) == 16 and recorded > _MAX_TIME)
-        or (timeout is not None and len(timeout) == 16 and timeout > _MAX_TIME)
+        (len(effective) == 16 and effective > MAX_TIME)
+        or (len(recorded) == 16 and recorded > MAX_TIME)
+        or (timeout is not None and len(timeout) == 16 and timeout > MAX_TIME)
     ):
         return None
     if leaf_index != index_text:
@@ -254,7 +191,7 @@ def _fast_leaf(  # noqa: PLR0912 - flat checks of one leaf, kept together for sp
         bad = pending is None or reverses is not None or timeout is not None
     if bad:
         res.fail("leaf_fields", pos, None, None, _phase_problem(phase, reverses, pending, timeout))
-    items = _POSTINGS(postings)
+    items = POSTINGS(postings)
     totals: dict[bytes, int] = {}
     if phase in _POSTED:
         sums_get = sums.get
@@ -279,6 +216,46 @@ def _fast_leaf(  # noqa: PLR0912 - flat checks of one leaf, kept together for sp
     return prev
 
 
+def _pair_leaf(
+    groups: tuple[Any, ...], pos: int, index_text: bytes, res: ChunkResult, sums: Sums
+) -> bytes | None:
+    """Check a leaf the two-or-four-posting pattern matched; returns its "prev", or None if its
+    index, balance or phase combination is not the plain case (_fast_leaf then decides)."""
+    (tid, leaf_index, pending, phase, pair1, amount1, pair2, amount2, pair3, amount3, pair4, amount4,
+     prev, reverses, timeout) = groups  # fmt: skip
+    if (
+        leaf_index != index_text
+        or pair1[-3:] != pair2[-3:]  # not one unit (the unit names differ in their last bytes)
+        or (amount2 != b"-" + amount1 and amount1 != b"-" + amount2)
+        or (pair3 is not None and pair3[-3:] != pair4[-3:])
+        or (pair3 is not None and amount4 != b"-" + amount3 and amount3 != b"-" + amount4)
+    ):
+        return None
+    if phase == b"pending":
+        if pending is not None or reverses is not None:
+            return None
+    elif timeout != b"null" or (pending is None) != (phase == b"single") or (pending and reverses):
+        return None
+    if phase in _POSTED:
+        n = int(amount1)
+        sums[pair1] = sums.get(pair1, 0) + n
+        sums[pair2] = sums.get(pair2, 0) - n
+        if pair3 is not None:
+            n = int(amount3)
+            sums[pair3] = sums.get(pair3, 0) + n
+            sums[pair4] = sums.get(pair4, 0) - n
+    res.postings += 2 if pair3 is None else 4
+    res.transfers += 1
+    res.ids.append(tid)
+    res.id_positions.append(pos)
+    res.phases.append(_CODES[phase])
+    if reverses is not None:
+        res.refs.append((pos, REF_REVERSE, reverses))
+    elif pending is not None:
+        res.refs.append((pos, REF_RESOLVE, pending))
+    return prev  # type: ignore[no-any-return]
+
+
 def check_chunk(job: ChunkJob, sums: Sums) -> ChunkResult:
     """Check every leaf line of the job, in order, stopping at the first malformed line.
 
@@ -290,8 +267,9 @@ def check_chunk(job: ChunkJob, sums: Sums) -> ChunkResult:
     data = job.lines()
     res = ChunkResult(job.first_index(data), job.sequence)
     origin_b = job.origin.encode()
-    fast = _NEVER if job.force_slow else _FAST_TRANSFER
+    fast = _NEVER if job.force_slow else FAST_TRANSFER
     a2b, sha256, verbatim = binascii.a2b_base64, hashlib.sha256, job.verbatim
+    pair = _NEVER if job.force_slow else (pair_pattern(origin_b) or _NEVER)
     hashes: list[bytes] = []
     prevs: list[bytes | None] = []
     append_hash, append_prev = hashes.append, prevs.append
@@ -300,39 +278,51 @@ def check_chunk(job: ChunkJob, sums: Sums) -> ChunkResult:
         if verbatim:
             sep = line.find(b',"leaf":', 9)
             if sep < 0 or line[:9] != LEAF_PREFIX or line[-1:] != b"}":
-                _malformed(line, pos, res, verbatim)
+                malformed(line, pos, res, verbatim)
                 break
             index_text, leaf = line[9:sep], line[sep + 8 : -1]
         else:
             sep = line.find(b',"leaf":"', 9)
             if sep < 0 or line[:9] != LEAF_PREFIX or line[-2:] != b'"}':
-                _malformed(line, pos, res, verbatim)
+                malformed(line, pos, res, verbatim)
                 break
             index_text, b64 = line[9:sep], line[sep + 9 : -2]
             try:
                 leaf = a2b(b64, strict_mode=True)
             except binascii.Error:
-                _malformed(line, pos, res, verbatim)
+                malformed(line, pos, res, verbatim)
                 break
-            if b64[-1:] == b"=" and not _canonical_b64(b64):
-                _malformed(line, pos, res, verbatim)
+            if b64[-1:] == b"=" and not canonical_b64(b64):
+                malformed(line, pos, res, verbatim)
                 break
-        if index_text != b"%d" % pos and not _index_checked(index_text, pos, res):
-            _malformed(line, pos, res, verbatim)
+        if index_text != b"%d" % pos and not index_checked(index_text, pos, res):
+            malformed(line, pos, res, verbatim)
             break
         append_hash(sha256(b"\x00" + leaf).digest())
-        m = fast(leaf)
-        prev = None if m is None else _fast_leaf(m, pos, index_text, origin_b, res, sums)
+        m = pair(leaf)
+        prev = None if m is None else _pair_leaf(m.groups(), pos, index_text, res, sums)
+        if prev is None:
+            m = fast(leaf)
+            prev = None if m is None else _fast_leaf(m, pos, index_text, origin_b, res, sums)
         if prev is None:
             prev = _general(leaf, pos, int(index_text), job.origin, res, sums)
         append_prev(prev)
         pos += 1
     res.count = len(hashes)
+    _local_targets(res)
     if hashes:
         _links(res, hashes, prevs)
         res.last_hash = hashes[-1]
         _tile(res, hashes, job.cuts)
     return res
+
+
+def _local_targets(res: ChunkResult) -> None:
+    """Where each reference's target first appears in this chunk, if it does: most references are
+    to recent transfers, so the merge need not search the whole log for them."""
+    if res.refs:
+        first = dict(zip(reversed(res.ids), reversed(res.id_positions), strict=True))
+        res.ref_targets = [first.get(target, -1) for _, _, target in res.refs]
 
 
 def _links(res: ChunkResult, hashes: list[bytes], prevs: list[bytes | None]) -> None:
@@ -356,20 +346,6 @@ def _links(res: ChunkResult, hashes: list[bytes], prevs: list[bytes | None]) -> 
             res.fail(
                 "prev_link", pos, expected.decode(), prev.decode(), "prev is not the previous leaf's hash"
             )
-
-
-def _index_checked(index_text: bytes, pos: int, res: ChunkResult) -> bool:
-    """Report a line whose index is not its position; False if the index is not even a number."""
-    if not _decimal(index_text):
-        return False
-    found = int(index_text)
-    if found > pos:
-        res.fail(
-            "index_gap", pos, pos, found, f"the line at position {pos} says index {found}: leaves are missing"
-        )
-    else:
-        res.fail("leaf_position", pos, pos, found, f"the line at position {pos} says index {found}")
-    return True
 
 
 def _never(_leaf: bytes) -> None:

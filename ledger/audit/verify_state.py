@@ -4,6 +4,7 @@ the transfer ids and references, and the posted sums per account."""
 from __future__ import annotations
 
 import binascii
+from collections import Counter
 from collections.abc import Iterable
 
 from ledger.audit.leaf import node_hash
@@ -40,6 +41,27 @@ def _push_all(frontier: list[tuple[int, bytes]], start: int, end: int, tiles: li
         frontier.append((level, h))
 
 
+_FEW = 8
+
+
+def _first_positions(
+    wanted: set[bytes], chunks: list[tuple[int, list[bytes], list[int]]]
+) -> dict[bytes, int]:
+    """The first position of each wanted id in chunks (in order), searched a chunk at a time in C."""
+    found: dict[bytes, int] = {}
+    for _, ids, positions in chunks:
+        if not wanted:
+            break
+        hits = wanted.intersection(ids)
+        if len(hits) > _FEW:  # one pass over the chunk rather than one per hit
+            first = dict(zip(reversed(ids), reversed(positions), strict=True))
+            found.update((tid, first[tid]) for tid in hits)
+        else:
+            found.update((tid, positions[ids.index(tid)]) for tid in hits)
+        wanted = wanted - hits
+    return found
+
+
 class LogState:
     """Everything the verifier keeps while leaves stream past: O(transfers) ids, O(log n) tree."""
 
@@ -50,10 +72,14 @@ class LogState:
         self._frontier: list[tuple[int, bytes]] = []  # (level, hash), levels strictly decreasing
         self._cuts = sorted(set(cuts))
         self.roots: dict[int, bytes] = {0: EMPTY_ROOT} if 0 in self._cuts else {}
-        self._ids: dict[bytes, int] = {}  # transfer id -> position of its first leaf
+        # Transfer ids: a set for duplicates, and each chunk's ids kept in order, so that the rare
+        # references (reversals, resolutions) find their target's position at the end (finish).
+        self._ids: set[bytes] = set()
+        self._chunk_ids: list[tuple[int, list[bytes], list[int]]] = []  # (start, ids, positions)
+        self._refs: list[tuple[int, int, bytes]] = []  # (position, REF_*, target id), in order
+        self._ref_targets: list[int] = []  # each target's first position in the ref's chunk, or -1
+        self._duplicates = False  # a transfer id was used twice: targets are then looked up again
         self._phases = bytearray()  # phase code of every leaf, by position
-        self._reversed: set[bytes] = set()
-        self._resolved: set[bytes] = set()
         self.sums: dict[bytes, int] = {}  # posted amounts per pair_key(account, unit)
 
     def cuts_between(self, start: int, end: int) -> tuple[int, ...]:
@@ -77,7 +103,8 @@ class LogState:
                 )  # fmt: skip
         self._tree(res)
         self._merge_ids(res)
-        self._check_refs(res)
+        self._refs += res.refs
+        self._ref_targets += res.ref_targets
         report.count("leaves", res.count)
         report.count("transfers", res.transfers)
         report.count("events", res.events)
@@ -98,24 +125,47 @@ class LogState:
     def _merge_ids(self, res: ChunkResult) -> None:
         self._phases += res.phases
         ids = self._ids
-        if ids.keys().isdisjoint(res.ids):
-            before = len(ids)
-            # Reversed, so that an id repeated inside the chunk keeps its first position.
-            ids.update(zip(reversed(res.ids), reversed(res.id_positions), strict=True))
-            if len(ids) == before + len(res.ids):
-                return
-            for key in res.ids:  # rare: undo, then find the repeats below
-                ids.pop(key, None)
+        before = len(ids)
+        ids.update(res.ids)
+        self._chunk_ids.append((res.start, res.ids, res.id_positions))
+        if len(ids) == before + len(res.ids):
+            return
+        self._duplicates = True
+        # Rare: an id seen before (in an earlier chunk, or earlier in this one). Report each
+        # repeat against the first leaf that used it.
+        counts = Counter(res.ids)
+        first = _first_positions(set(counts), self._chunk_ids[:-1])
         for tid, pos in zip(res.ids, res.id_positions, strict=True):
-            first = ids.setdefault(tid, pos)
-            if first != pos:
-                self._report.fail(
-                    "duplicate_id", pos, first, pos, f"transfer id first used at leaf {first} is used again"
-                )
+            if tid in first or counts[tid] > 1:
+                earliest = first.setdefault(tid, pos)
+                if earliest != pos:
+                    self._report.fail(
+                        "duplicate_id",
+                        pos,
+                        earliest,
+                        pos,
+                        f"transfer id first used at leaf {earliest} is used again",
+                    )
 
-    def _check_refs(self, res: ChunkResult) -> None:
-        ids, phases, fail = self._ids, self._phases, self._report.fail
-        for pos, kind, target in res.refs:
+    def _targets(self) -> dict[bytes, int]:
+        """The first position in the log of every id that a reference names. Most targets were
+        found in their reference's own chunk; the others are searched for here, a chunk at a time.
+        With duplicate ids, "first in its chunk" need not be first in the log: all are searched."""
+        found: dict[bytes, int] = {}
+        wanted: set[bytes] = set()
+        for (_, _, target), local in zip(self._refs, self._ref_targets, strict=True):
+            if local < 0 or self._duplicates:
+                wanted.add(target)
+            else:
+                found.setdefault(target, local)
+        found.update(_first_positions(wanted, self._chunk_ids))
+        return found
+
+    def finish(self) -> None:
+        """Check the references (reversals and resolutions) once every leaf is merged."""
+        ids, phases, fail = self._targets(), self._phases, self._report.fail
+        reversed_, resolved = set(), set()
+        for pos, kind, target in self._refs:
             first = ids.get(target)
             name = "reversal_target" if kind == REF_REVERSE else "pending_target"
             if first is None or first >= pos:
@@ -132,7 +182,7 @@ class LogState:
                         chr(code),
                         "a pending or void transfer cannot be reversed",
                     )
-                elif target in self._reversed:
+                elif target in reversed_:
                     fail(
                         "double_reversal",
                         pos,
@@ -141,15 +191,15 @@ class LogState:
                         f"the transfer at leaf {first} is already reversed",
                     )
                 else:
-                    self._reversed.add(target)
+                    reversed_.add(target)
             elif code != _PENDING:
                 fail(name, pos, "a pending transfer", chr(code), f"leaf {first} is not a pending transfer")
-            elif target in self._resolved:
+            elif target in resolved:
                 fail(
                     "double_resolution", pos, None, first, f"the pending transfer at leaf {first} is resolved"
                 )
             else:
-                self._resolved.add(target)
+                resolved.add(target)
 
     def root_at(self, size: int) -> bytes | None:
         """The root of the first ``size`` leaves, if ``size`` was one of the cuts and was reached."""

@@ -184,6 +184,14 @@ def check(
     return verify_export(path, VerifyOptions(keys, quorum=quorum, jobs=1, **options))  # type: ignore[arg-type]
 
 
+def check_chunked(path: Path) -> Report:
+    """check() with the default chunks and with a chunk per leaf or two, so that references and
+    repeated ids cross chunk boundaries: both must give the same report."""
+    whole, small = check(path), check(path, chunk_bytes=300)
+    assert small.failures == whole.failures
+    return whole
+
+
 def found(report: Report) -> dict[str, int | None]:
     """Each failing check with its first failing index."""
     return {f.check: f.index for f in report.failures.values()}
@@ -526,7 +534,7 @@ def test_duplicated_leaf(export: tuple[Path, History, list[bytes]]) -> None:
     path, _h, lines = export
     lines.insert(LEAF0 + 6, lines[LEAF0 + 5])
     save(path, lines)
-    report = check(path)
+    report = check_chunked(path)
     assert found(report) == {
         "leaf_position": 6, "prev_link": 6, "duplicate_id": 6, "root_mismatch": 8, "leaf_count": 13,
         "balance_mismatch": None, "end_line": None, "unsigned_leaves": 4,
@@ -597,7 +605,7 @@ def test_bad_reversals(tmp_path: Path, target: str, expected: dict[str, int]) ->
     h.transfer(12, [("m2p", "points", -20), (ISS_PTS, "points", 20)], kind="reversal", reverses=target)
     path = tmp_path / "log.jsonl"
     write(path, h, (*SIZES, 13))
-    report = check(path)
+    report = check_chunked(path)
     assert found(report) == expected
     assert report.exit_code == 1
 
@@ -615,7 +623,7 @@ def test_bad_pending_resolutions(tmp_path: Path, target: str, expected: dict[str
     h.transfer(12, [("m2p", "points", -3), (SINK, "points", 3)], phase="void", kind="cancel", pending=target)
     path = tmp_path / "log.jsonl"
     write(path, h, (*SIZES, 13))
-    report = check(path)
+    report = check_chunked(path)
     assert found(report) == expected
     assert report.exit_code == 1
 
@@ -626,7 +634,7 @@ def test_reversal_of_a_later_transfer(tmp_path: Path) -> None:
     h.transfer(13, [("m1p", "points", -1), (ISS_PTS, "points", 1)])
     path = tmp_path / "log.jsonl"
     write(path, h, (*SIZES, 14))
-    report = check(path)
+    report = check_chunked(path)
     assert found(report) == {"reversal_target": 12}
     assert report.failures["reversal_target"].found == 13
 
