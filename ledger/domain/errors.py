@@ -54,6 +54,9 @@ class ErrorCode(StrEnum):
     USER_NOT_FOUND = "USER_NOT_FOUND"
     PERSON_NOT_FOUND = "PERSON_NOT_FOUND"
     HOUSEHOLD_NOT_FOUND = "HOUSEHOLD_NOT_FOUND"
+    ACTIVITY_NOT_FOUND = "ACTIVITY_NOT_FOUND"
+    SERVICE_RECORD_NOT_FOUND = "SERVICE_RECORD_NOT_FOUND"
+    CORRECTION_NOT_FOUND = "CORRECTION_NOT_FOUND"
     # 4. The state of what it refers to
     PENDING_ALREADY_POSTED = "PENDING_ALREADY_POSTED"
     PENDING_ALREADY_VOIDED = "PENDING_ALREADY_VOIDED"
@@ -73,6 +76,11 @@ class ErrorCode(StrEnum):
     NOT_IN_HOUSEHOLD = "NOT_IN_HOUSEHOLD"
     SETTING_NOT_LATER = "SETTING_NOT_LATER"
     NOT_YET_CHECKPOINTED = "NOT_YET_CHECKPOINTED"
+    CALENDAR_NOT_COVERED = "CALENDAR_NOT_COVERED"
+    INVALID_STATE_TRANSITION = "INVALID_STATE_TRANSITION"
+    VERIFIER_IS_RECORDER = "VERIFIER_IS_RECORDER"
+    RECORDING_OVERDUE = "RECORDING_OVERDUE"
+    CORRECTION_PENDING = "CORRECTION_PENDING"
     # 5. Balances
     BALANCE_OVERFLOW = "BALANCE_OVERFLOW"
     INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
@@ -119,6 +127,9 @@ MESSAGES_ZH: dict[ErrorCode, str] = {
     ErrorCode.USER_NOT_FOUND: "用户不存在",
     ErrorCode.PERSON_NOT_FOUND: "人员不存在",
     ErrorCode.HOUSEHOLD_NOT_FOUND: "户不存在",
+    ErrorCode.ACTIVITY_NOT_FOUND: "活动不存在",
+    ErrorCode.SERVICE_RECORD_NOT_FOUND: "志愿服务记录不存在",
+    ErrorCode.CORRECTION_NOT_FOUND: "更正申请不存在",
     ErrorCode.PENDING_ALREADY_POSTED: "预留转账已入账",
     ErrorCode.PENDING_ALREADY_VOIDED: "预留转账已撤销",
     ErrorCode.PENDING_EXPIRED: "预留转账已过期",
@@ -137,6 +148,11 @@ MESSAGES_ZH: dict[ErrorCode, str] = {
     ErrorCode.NOT_IN_HOUSEHOLD: "该人员不是本户成员",
     ErrorCode.SETTING_NOT_LATER: "新版本的生效日期须晚于现行版本",
     ErrorCode.NOT_YET_CHECKPOINTED: "该记录尚未纳入已签名的检查点，请稍后再试",
+    ErrorCode.CALENDAR_NOT_COVERED: "该日期超出法定节假日历的覆盖年份，无法计算工作日",
+    ErrorCode.INVALID_STATE_TRANSITION: "当前状态下不能执行此操作",
+    ErrorCode.VERIFIER_IS_RECORDER: "记录人不能核实或驳回自己录入的记录",
+    ErrorCode.RECORDING_OVERDUE: "已超过记录期限，须经管理员特批后方可入账",
+    ErrorCode.CORRECTION_PENDING: "该记录已有待处理的更正申请",
     ErrorCode.BALANCE_OVERFLOW: "余额超出允许范围",
     ErrorCode.INSUFFICIENT_FUNDS: "余额不足",
 }

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from ledger.store import people_tables, tables
+from ledger.store import (
+    people_tables,
+    service_record_tables,  # noqa: F401 - registers its tables in the metadata
+    tables,
+)
 
 __all__ = ["REFERENCE_TABLES", "metadata"]
 

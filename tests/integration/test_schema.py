@@ -368,13 +368,19 @@ def test_runtime_role_privileges(owner: Conn) -> None:
         "log_node": append_only,
         "log_tree": append_only,
         "log_checkpoint": append_only,  # a request that fails unexpectedly frees its key
+        # Service records (migration 0009): column-level UPDATE grants are checked below.
+        "activity": append_only,
+        "service_record": append_only,
+        "service_record_event": append_only,
+        "service_correction": append_only,
     }
     column_updates = owner.execute(
         """
         SELECT c.relname, array_agg(a.attname::text ORDER BY a.attname)
         FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
         WHERE c.relname IN ('app_user', 'auth_token', 'role_grant', 'household', 'household_member',
-                            'api_idempotency', 'log_tree', 'log_checkpoint')
+                            'api_idempotency', 'log_tree', 'log_checkpoint', 'service_record',
+                            'service_correction')
           AND has_column_privilege(%s, c.oid, a.attnum, 'UPDATE')
         GROUP BY c.relname
         """,
@@ -389,6 +395,44 @@ def test_runtime_role_privileges(owner: Conn) -> None:
         "api_idempotency": ["response", "status_code"],
         "log_tree": ["root", "size"],
         "log_checkpoint": ["note", "signed_at"],
+        "service_record": sorted(
+            [
+                "state",
+                "submitted_by",
+                "submitted_at",
+                "verified_by",
+                "verified_at",
+                "posted_by",
+                "posted_at",
+                "rejected_by",
+                "rejected_at",
+                "rejection_reason",
+                "override_by",
+                "override_at",
+                "override_reason",
+                "overdue",
+                "settings_version",
+                "transfer_id",
+                "credited_minutes",
+                "credited_points",
+                "earned_coin_minutes",
+                "credited_coin_minutes",
+                "pool_coin_minutes",
+            ]
+        ),
+        "service_correction": sorted(
+            [
+                "state",
+                "decided_by",
+                "decided_at",
+                "rejection_reason",
+                "attempt",
+                "reversal_transfer_id",
+                "new_transfer_id",
+                "previous_credited_minutes",
+                "credited_minutes",
+            ]
+        ),
     }
     columns = owner.execute(
         "SELECT attname FROM pg_attribute WHERE attrelid = 'idempotency'::regclass AND attnum > 0 "
