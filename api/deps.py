@@ -21,6 +21,7 @@ from ledger.domain.roles import Permission, Principal
 from ledger.services.accounts import Accounts, AccountView
 from ledger.services.audit_log import AuditLog
 from ledger.services.communities import Communities
+from ledger.services.group_commit import GroupCommit
 from ledger.services.households import Households
 from ledger.services.identity import Identity, LoginLimiter
 from ledger.services.ledger import Ledger
@@ -42,6 +43,7 @@ class AuditKeys:
 @dataclass(frozen=True, slots=True)
 class Services:
     ledger: Ledger
+    transfers: GroupCommit  # single-phase transfers, grouped with concurrent requests' (same outcomes)
     accounts: Accounts
     communities: Communities
     identity: Identity

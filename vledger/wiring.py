@@ -15,6 +15,7 @@ from ledger.services.checkpoints import Checkpoints
 from ledger.services.communities import Communities
 from ledger.services.households import Households
 from ledger.services.identity import Identity, LoginLimiter
+from ledger.services.group_commit import GroupCommit
 from ledger.services.ledger import Ledger
 from ledger.services.people import People
 from ledger.services.requests import IdempotentRequests
@@ -63,8 +64,10 @@ def build_services(
     identity: Identity | None = None,
     audit_keys: AuditKeys | None = None,
 ) -> Services:
+    ledger = Ledger(pool)
     return Services(
-        ledger=Ledger(pool),
+        ledger=ledger,
+        transfers=GroupCommit(ledger),
         accounts=Accounts(pool),
         communities=Communities(
             pool, origin_prefix=settings.log_origin_prefix, hot_buckets=settings.hot_account_buckets

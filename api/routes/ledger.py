@@ -302,7 +302,7 @@ class TransferRoutes(Controller):
             timeout_us=None if data.timeout_s is None else data.timeout_s * 1_000_000,
             metadata=data.metadata,
         )
-        result = services.ledger.transfer(request)
+        result = services.transfers.transfer(request)
         return _transfer_response(result)
 
     @get("/{transfer_id:uuid}", sync_to_thread=True, summary="转账详情")

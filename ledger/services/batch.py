@@ -10,7 +10,7 @@ are skipped (importing a file twice posts nothing new).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from psycopg_pool import ConnectionPool
@@ -21,6 +21,7 @@ from ledger.domain.errors import ErrorCode, LedgerError
 from ledger.domain.ids import uuid7, uuid7_many
 from ledger.domain.times import to_dt
 from ledger.domain.transfers import Phase, TransferRequest, validate_transfer
+from ledger.services.results import PostingView, Receipt, TransferResult
 from ledger.store import batch_repo as bsql
 from ledger.store import ledger_repo as sql
 from ledger.store.db import Conn
@@ -77,10 +78,36 @@ def post_batch(
     community_id, items = _prepare(requests)
     with pool.connection() as conn:
         try:
-            return _post(conn, community_id, items, clock)
+            return _post(conn, community_id, items, clock)[0]
         except BaseException:
             conn.rollback()
             raise
+
+
+def post_group(
+    pool: ConnectionPool[Conn],
+    requests: Sequence[TransferRequest],
+    *,
+    clock: Callable[[], int],
+) -> dict[int, TransferResult]:
+    """Post concurrent callers' transfers together (ledger.services.group_commit), atomically.
+
+    Returns the result of every request that this call posted, by position. A request missing
+    from the answer was a replay (its key was used before, or earlier in the group): the caller
+    asks the single path for it, which answers replays. Raises like post_batch; nothing is then
+    written, and the caller posts each request on its own.
+    """
+    community_id, items = _prepare(requests)
+    with pool.connection() as conn:
+        try:
+            _, rows = _post(conn, community_id, items, clock)
+        except BaseException:
+            conn.rollback()
+            raise
+    if rows is None:
+        return {}
+    position = {id(it): i for i, it in enumerate(items)}
+    return {position[id(it)]: result for it, result in rows.results()}
 
 
 def _claim(conn: Conn, community_id: int, items: list[_Item]) -> dict[str, uuid.UUID]:
@@ -104,7 +131,9 @@ def _claim(conn: Conn, community_id: int, items: list[_Item]) -> dict[str, uuid.
     return done
 
 
-def _post(conn: Conn, community_id: int, items: list[_Item], clock: Callable[[], int]) -> BatchResult:
+def _post(
+    conn: Conn, community_id: int, items: list[_Item], clock: Callable[[], int]
+) -> tuple[BatchResult, _Rows | None]:
     origin_row = conn.execute(sql.COMMUNITY_ORIGIN, (community_id,)).fetchone()
     if origin_row is None:
         raise LedgerError(ErrorCode.COMMUNITY_NOT_FOUND, community_id=community_id)
@@ -121,7 +150,7 @@ def _post(conn: Conn, community_id: int, items: list[_Item], clock: Callable[[],
     )
     if not new:
         conn.commit()
-        return BatchResult(0, len(items), None, None, ids)
+        return BatchResult(0, len(items), None, None, ids), None
 
     account_ids = sorted({p.account_id for it in new for p in it.req.postings})
     debited = sorted({p.account_id for it in new for p in it.req.postings if p.amount < 0})
@@ -170,7 +199,7 @@ def _post(conn: Conn, community_id: int, items: list[_Item], clock: Callable[[],
     sql.update_balance_rows(conn.cursor(), community_id, total, balances, accounts, uuid7().int)
     conn.execute(bsql.SET_HEAD, (out.size, out.prev, community_id))
     conn.commit()
-    return BatchResult(len(new), len(items) - len(new), out.first_index, out.size - 1, ids)
+    return BatchResult(len(new), len(items) - len(new), out.first_index, out.size - 1, ids), out
 
 
 # Posting lines sent to the server per write while the batch is computed.
@@ -198,6 +227,8 @@ class _Rows:
         self.lots: list[str] = []
         self.movements: list[str] = []
         self.leaves: list[tuple[object, ...]] = []
+        # (item, effective_us, posting rows, leaf index, leaf hash): what results() answers from
+        self.posted: list[tuple[_Item, int, list[PostingRow], int, bytes]] = []
         self._names: dict[uuid.UUID, str] = {}
         self._times: dict[int | None, str] = {None: _NULL}
         self._recorded = self.time(recorded_us)
@@ -242,6 +273,7 @@ class _Rows:
         ).render(self.size, self.prev)
         self.prev = leaf_hash(leaf)
         self.leaves.append((c, self.size, leaf, self.prev, it.transfer_id))
+        self.posted.append((it, effective_us, rows, self.size, self.prev))
         self.size += 1
         actor = _NULL if req.actor_id is None else str(req.actor_id)
         metadata = bsql.copy_text_json(req.metadata)
@@ -263,6 +295,29 @@ class _Rows:
             )
         for seq, lot_id, amount in movements:
             self.movements.append(f"{c}\t{tid}\t{seq}\t{lot_id}\t{amount}\n")
+
+    def results(self) -> Iterator[tuple[_Item, TransferResult]]:
+        """Each posted transfer's result, as the single path would have answered it."""
+        c = self.community_id
+        for it, effective_us, rows, index, hashed in self.posted:
+            postings = tuple(
+                PostingView(r.account_id, r.unit, "single", r.amount, r.balance_after, r.account_version)
+                for r in rows
+            )
+            receipt = Receipt(c, index, hashed)
+            yield (
+                it,
+                TransferResult(
+                    it.transfer_id,
+                    c,
+                    it.req.kind,
+                    "single",
+                    effective_us,
+                    self.recorded_us,
+                    postings,
+                    receipt,
+                ),
+            )
 
     def copy_rest(self, conn: Conn) -> None:
         bsql.copy_text(conn, bsql.COPY_TRANSFERS, self.transfers)

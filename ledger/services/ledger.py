@@ -38,7 +38,7 @@ from ledger.domain.transfers import (
     validate_transfer,
 )
 from ledger.services import plans, reads
-from ledger.services.batch import BatchResult, post_batch
+from ledger.services.batch import BatchResult, post_batch, post_group
 from ledger.services.results import BalanceView, Receipt, TransferResult
 from ledger.store import ledger_repo as sql
 from ledger.store.db import Conn
@@ -145,6 +145,32 @@ class Ledger:
             )
 
         return self._submit(req.community_id, req.idempotency_key, req.request_hash(), transfer_id, load)
+
+    def transfer_many(self, requests: Sequence[TransferRequest]) -> list[TransferResult | LedgerError]:
+        """Each request's outcome, as ``transfer`` would give it, writing what it can together.
+
+        Several single-phase requests of one community go through the batch path in one
+        transaction (one claim, one lock statement, one chain-head lock). If that group cannot
+        commit as a whole (a business failure, a key conflict, a lost race), nothing of it is
+        written and each request takes the single path, which records business failures under
+        their keys as usual. Replays also take the single path.
+        """
+        posted: dict[int, TransferResult] = {}
+        groupable = len(requests) > 1 and all(
+            r.phase is Phase.SINGLE and r.community_id == requests[0].community_id for r in requests
+        )
+        if groupable:
+            try:
+                posted = post_group(self._pool, requests, clock=self._clock)
+            except (LedgerError, psycopg.errors.IntegrityError, psycopg.errors.TransactionRollback):
+                posted = {}
+        return [posted[i] if i in posted else self._outcome(req) for i, req in enumerate(requests)]
+
+    def _outcome(self, req: TransferRequest) -> TransferResult | LedgerError:
+        try:
+            return self.transfer(req)
+        except LedgerError as err:
+            return err
 
     def post_batch(self, requests: Sequence[TransferRequest]) -> BatchResult:
         """Post many single-phase transfers of one community atomically (see ledger.services.batch)."""
