@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from psycopg_pool import ConnectionPool
 
@@ -25,6 +26,7 @@ from ledger.services.results import PostingView, Receipt, TransferResult
 from ledger.store import batch_repo as bsql
 from ledger.store import ledger_repo as sql
 from ledger.store.db import Conn
+from ledger.store.ledger_repo import Cur
 
 MAX_BATCH = 100_000
 
@@ -110,35 +112,70 @@ def post_group(
     return {position[id(it)]: result for it, result in rows.results()}
 
 
-def _claim(conn: Conn, community_id: int, items: list[_Item]) -> dict[str, uuid.UUID]:
-    """Claim every new key; return the transfer id already stored for keys used before."""
-    unique = {item.req.idempotency_key: item for item in items}
-    bsql.stage_keys(conn, [(k, it.request_hash, it.transfer_id) for k, it in unique.items()])
-    claimed = {row[0] for row in conn.execute(bsql.CLAIM_STAGED, (community_id,))}
-    earlier = [k for k in unique if k not in claimed]
+def _earlier(conn: Conn, community_id: int, items: list[_Item], claimed: set[str]) -> dict[str, uuid.UUID]:
+    """The transfer id stored for each key used before this batch (its replay); a key used with
+    another request is IDEMPOTENCY_CONFLICT, a key that failed fails the same way again."""
+    earlier = list(
+        dict.fromkeys(it.req.idempotency_key for it in items if it.req.idempotency_key not in claimed)
+    )
     done: dict[str, uuid.UUID] = {}
-    if earlier:
-        position = {it.req.idempotency_key: i for i, it in reversed(list(enumerate(items)))}
-        for key, same, transfer_id, error in conn.execute(bsql.READ_STAGED, (community_id, earlier)):
-            index = position[key]
-            if not same:
-                raise LedgerError(ErrorCode.IDEMPOTENCY_CONFLICT, field="idempotency_key", index=index)
-            if error is not None:
-                err = LedgerError.from_dict(error)
-                err.detail["index"] = index
-                raise err
-            done[key] = transfer_id
+    if not earlier:
+        return done
+    position = {it.req.idempotency_key: i for i, it in reversed(list(enumerate(items)))}
+    for key, stored_hash, transfer_id, error in conn.execute(bsql.READ_KEYS, (community_id, earlier)):
+        index = position[key]
+        if bytes(stored_hash) != items[index].request_hash:
+            raise LedgerError(ErrorCode.IDEMPOTENCY_CONFLICT, field="idempotency_key", index=index)
+        if error is not None:
+            err = LedgerError.from_dict(error)
+            err.detail["index"] = index
+            raise err
+        done[key] = transfer_id
     return done
+
+
+class _Reads(NamedTuple):
+    origin: Cur
+    claimed: Cur
+    accounts: Cur
+    balances: Cur
+    lots: Cur
+    head: Cur
+
+
+def _claim_and_lock(conn: Conn, community_id: int, items: list[_Item]) -> _Reads:
+    """One round trip: claim every key (the first request of each), then read and lock what the
+    batch touches, and the log head. Accounts of requests that turn out to be replays are read too;
+    that costs nothing and keeps this a single round trip."""
+    unique = {it.req.idempotency_key: it for it in reversed(items)}
+    account_ids = sorted({p.account_id for it in items for p in it.req.postings})
+    debited = sorted({p.account_id for it in items for p in it.req.postings if p.amount < 0})
+    claim = (
+        community_id,
+        list(unique),
+        [it.request_hash for it in unique.values()],
+        [it.transfer_id for it in unique.values()],
+    )
+    with conn.pipeline():
+        return _Reads(
+            conn.execute(sql.COMMUNITY_ORIGIN, (community_id,)),
+            conn.execute(bsql.CLAIM_KEYS, claim),
+            conn.execute(sql.ACCOUNTS, (community_id, account_ids)),
+            conn.execute(sql.LOCK_BALANCES, (community_id, account_ids)),
+            conn.execute(sql.OPEN_LOTS, (community_id, debited)),
+            conn.execute(bsql.LOCK_HEAD, (community_id,)),
+        )
 
 
 def _post(
     conn: Conn, community_id: int, items: list[_Item], clock: Callable[[], int]
 ) -> tuple[BatchResult, _Rows | None]:
-    origin_row = conn.execute(sql.COMMUNITY_ORIGIN, (community_id,)).fetchone()
+    reads = _claim_and_lock(conn, community_id, items)
+    origin_row = reads.origin.fetchone()
     if origin_row is None:
         raise LedgerError(ErrorCode.COMMUNITY_NOT_FOUND, community_id=community_id)
     origin = str(origin_row[0])
-    done = _claim(conn, community_id, items)
+    done = _earlier(conn, community_id, items, {row[0] for row in reads.claimed})
     new = [it for it in items if it.req.idempotency_key not in done]
     # A key repeated inside the batch posts once.
     first_by_key: dict[str, _Item] = {}
@@ -152,14 +189,11 @@ def _post(
         conn.commit()
         return BatchResult(0, len(items), None, None, ids), None
 
-    account_ids = sorted({p.account_id for it in new for p in it.req.postings})
-    debited = sorted({p.account_id for it in new for p in it.req.postings if p.amount < 0})
-    accounts = sql.account_infos(conn.execute(sql.ACCOUNTS, (community_id, account_ids)))
-    balances = sql.balance_states(conn.execute(sql.LOCK_BALANCES, (community_id, account_ids)), accounts)
-    lots = sql.lot_states(conn.execute(sql.OPEN_LOTS, (community_id, debited)))
-
+    accounts = sql.account_infos(reads.accounts)
+    balances = sql.balance_states(reads.balances, accounts)
+    lots = sql.lot_states(reads.lots)
     recorded_us = clock()
-    head = conn.execute(bsql.LOCK_HEAD, (community_id,)).fetchone()
+    head = reads.head.fetchone()
     assert head is not None
     out = _Rows(community_id, origin, recorded_us, int(head[0]), bytes(head[1]))
     total = Effects()
@@ -195,9 +229,10 @@ def _post(
         copy.write("".join(out.postings))
     out.postings.clear()
     out.copy_rest(conn)
-    # One bucket per batch for each hot account: a batch is already one lock holder.
-    sql.update_balance_rows(conn.cursor(), community_id, total, balances, accounts, uuid7().int)
-    conn.execute(bsql.SET_HEAD, (out.size, out.prev, community_id))
+    with conn.pipeline():
+        # One bucket per batch for each hot account: a batch is already one lock holder.
+        sql.update_balance_rows(conn.cursor(), community_id, total, balances, accounts, uuid7().int)
+        conn.execute(bsql.SET_HEAD, (out.size, out.prev, community_id))
     conn.commit()
     return BatchResult(len(new), len(items) - len(new), out.first_index, out.size - 1, ids), out
 

@@ -2,7 +2,7 @@
 
 COPY goes directly into the final tables rather than through stage tables: they are append-only,
 so there is nothing to merge, and staging would write every row twice. Only the idempotency keys
-are staged, because they must be compared with what is already stored. Rows the batch formats
+are claimed from arrays in one statement. Rows the batch formats
 itself use COPY's text form (cheaper to build in Python than binary rows); leaves, which are bytes,
 use the binary form.
 """
@@ -10,38 +10,23 @@ use the binary form.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from ledger.store.db import Conn
 
-STAGE_KEYS = """
-CREATE TEMP TABLE IF NOT EXISTS stage_keys (key text, request_hash bytea, transfer_id uuid)
-ON COMMIT DELETE ROWS
-"""
-CLAIM_STAGED = """
+# Claims a batch's keys in one statement; the keys it returns are this batch's, the others were used before.
+CLAIM_KEYS = """
 INSERT INTO idempotency (community_id, key, request_hash, transfer_id)
-SELECT %s, key, request_hash, transfer_id FROM stage_keys
+SELECT %s, k.key, k.request_hash, k.transfer_id
+FROM unnest(%s::text[], %s::bytea[], %s::uuid[]) AS k (key, request_hash, transfer_id)
 ON CONFLICT DO NOTHING RETURNING key
 """
-READ_STAGED = """
-SELECT s.key, i.request_hash = s.request_hash, i.transfer_id, i.error
-FROM stage_keys s JOIN idempotency i ON i.community_id = %s AND i.key = s.key
-WHERE s.key = ANY(%s)
+READ_KEYS = """
+SELECT key, request_hash, transfer_id, error FROM idempotency WHERE community_id = %s AND key = ANY(%s)
 """
 LOCK_HEAD = "SELECT size, last_hash FROM log_head WHERE community_id = %s FOR UPDATE"
 SET_HEAD = "UPDATE log_head SET size = %s, last_hash = %s WHERE community_id = %s"
-
-
-def stage_keys(conn: Conn, rows: Sequence[tuple[str, bytes, uuid.UUID]]) -> None:
-    conn.execute(STAGE_KEYS)
-    with conn.cursor().copy(
-        "COPY stage_keys (key, request_hash, transfer_id) FROM STDIN (FORMAT BINARY)"
-    ) as cp:
-        cp.set_types(["text", "bytea", "uuid"])
-        for row in rows:
-            cp.write_row(row)
 
 
 def copy_text(conn: Conn, statement: str, lines: Sequence[str]) -> None:

@@ -35,10 +35,16 @@ SELECT account_id, unit, flags, credit_limit, buckets FROM account
 WHERE community_id = %s AND account_id = ANY(%s)
 """
 # Locks the balance rows of every touched account that is not hot, in account order, in one statement.
+# Driven from the balance rows (their primary key): a join from account let plans start from all the
+# community's accounts and filter, ~2 ms instead of ~0.2 ms at a thousand accounts.
 LOCK_BALANCES = """
 SELECT b.account_id, b.posted, b.pending_in, b.pending_out, b.version
-FROM balance b JOIN account a USING (community_id, account_id)
-WHERE b.community_id = %s AND b.account_id = ANY(%s) AND a.flags & 2 = 0
+FROM balance b
+WHERE b.community_id = %s AND b.account_id = ANY(%s)
+  AND NOT EXISTS (
+    SELECT FROM account a
+    WHERE a.community_id = b.community_id AND a.account_id = b.account_id AND a.flags & 2 <> 0
+  )
 ORDER BY b.account_id
 FOR UPDATE OF b
 """

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from vledger.bench import ROW_KEYS
 from vledger.bench_http import POST, READ, run
 
 
-def test_bench_http_runs_both_workloads(db_url: str) -> None:
+def test_bench_http_runs_both_workloads(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "250")  # the table wraps to the terminal; keep headers whole
     printed: list[object] = []
     rows = run(
         db_url,

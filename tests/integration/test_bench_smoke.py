@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from vledger.bench import BATCH, MEMBER, READ, ROW_KEYS, SINGLE, run
 
 
-def test_bench_runs_every_workload(db_url: str) -> None:
+def test_bench_runs_every_workload(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "250")  # the table wraps to the terminal; keep headers whole
     printed: list[object] = []
     rows = run(db_url, transfers=200, singles=50, reads=50, threads=2, out=lambda *a, **k: printed.extend(a))
 
