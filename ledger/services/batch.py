@@ -140,13 +140,21 @@ class _Reads(NamedTuple):
     accounts: Cur
     balances: Cur
     lots: Cur
+    hot: Cur
     head: Cur
+    hot_bucket: int  # the bucket of each hot account this batch adds to (modulo its bucket count)
 
 
 def _claim_and_lock(conn: Conn, community_id: int, items: list[_Item]) -> _Reads:
     """One round trip: claim every key (the first request of each), then read and lock what the
     batch touches, and the log head. Accounts of requests that turn out to be replays are read too;
-    that costs nothing and keeps this a single round trip."""
+    that costs nothing and keeps this a single round trip.
+
+    Locks follow the ledger's one order (see migration 0007): non-hot balance rows, the hot
+    buckets this batch will add to, then the log head. The single path takes them in that order
+    too, so a batch and concurrent single transfers cannot deadlock.
+    """
+    hot_bucket = uuid7().int & 0x3FFFFFFF
     unique = {it.req.idempotency_key: it for it in reversed(items)}
     account_ids = sorted({p.account_id for it in items for p in it.req.postings})
     debited = sorted({p.account_id for it in items for p in it.req.postings if p.amount < 0})
@@ -163,7 +171,9 @@ def _claim_and_lock(conn: Conn, community_id: int, items: list[_Item]) -> _Reads
             conn.execute(sql.ACCOUNTS, (community_id, account_ids)),
             conn.execute(sql.LOCK_BALANCES, (community_id, account_ids)),
             conn.execute(sql.OPEN_LOTS, (community_id, debited)),
+            conn.execute(bsql.LOCK_HOT_BUCKETS, (community_id, account_ids, hot_bucket)),
             conn.execute(bsql.LOCK_HEAD, (community_id,)),
+            hot_bucket,
         )
 
 
@@ -230,8 +240,8 @@ def _post(
     out.postings.clear()
     out.copy_rest(conn)
     with conn.pipeline():
-        # One bucket per batch for each hot account: a batch is already one lock holder.
-        sql.update_balance_rows(conn.cursor(), community_id, total, balances, accounts, uuid7().int)
+        # One bucket per batch for each hot account (locked above): a batch is one lock holder.
+        sql.update_balance_rows(conn.cursor(), community_id, total, balances, accounts, reads.hot_bucket)
         conn.execute(bsql.SET_HEAD, (out.size, out.prev, community_id))
     conn.commit()
     return BatchResult(len(new), len(items) - len(new), out.first_index, out.size - 1, ids), out

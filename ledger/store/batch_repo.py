@@ -25,6 +25,13 @@ ON CONFLICT DO NOTHING RETURNING key
 READ_KEYS = """
 SELECT key, request_hash, transfer_id, error FROM idempotency WHERE community_id = %s AND key = ANY(%s)
 """
+# The bucket a batch adds to in each hot account it touches, locked before the log head.
+LOCK_HOT_BUCKETS = """
+SELECT b.account_id FROM balance b JOIN account a USING (community_id, account_id)
+WHERE b.community_id = %s AND a.account_id = ANY(%s) AND a.flags & 2 <> 0 AND b.bucket = %s %% a.buckets
+ORDER BY b.account_id
+FOR UPDATE OF b
+"""
 LOCK_HEAD = "SELECT size, last_hash FROM log_head WHERE community_id = %s FOR UPDATE"
 SET_HEAD = "UPDATE log_head SET size = %s, last_hash = %s WHERE community_id = %s"
 

@@ -176,3 +176,33 @@ def test_concurrent_callers_are_grouped_and_each_gets_its_own_outcome(
     with pytest.raises(RuntimeError):
         group.transfer(_award(community, members[0]))
     _clean(pool, community.community_id)
+
+
+def test_groups_and_single_transfers_on_one_hot_account_never_deadlock(
+    pool: ConnectionPool[Conn], community: CommunityInfo, open_member: OpenMember
+) -> None:
+    """Batches lock hot buckets before the log head, as the single path does: with both writing
+    against the hot issuance account at once, every transfer commits and nothing deadlocks."""
+    ledger = Ledger(pool)
+    groups = [GroupCommit(ledger, max_group=4), GroupCommit(ledger, max_group=4)]  # two "processes"
+    members = [open_member() for _ in range(8)]
+    per_thread = 15
+
+    def work(t: int) -> list[TransferResult | LedgerError]:
+        out: list[TransferResult | LedgerError] = []
+        for i in range(per_thread):
+            request = _award(community, members[(t + i) % len(members)])
+            try:
+                out.append(ledger.transfer(request) if t % 3 == 0 else groups[t % 2].transfer(request))
+            except LedgerError as err:
+                out.append(err)
+        return out
+
+    with ThreadPoolExecutor(12) as executor:
+        outcomes = [o for chunk in executor.map(work, range(12)) for o in chunk]
+    assert all(isinstance(o, TransferResult) for o in outcomes), [
+        o for o in outcomes if not isinstance(o, TransferResult)
+    ][:3]
+    iss = community.system_accounts[(SystemAccount.ISSUANCE, Unit.POINTS)]
+    assert ledger.balance(community.community_id, iss).posted == -12 * per_thread
+    _clean(pool, community.community_id)
