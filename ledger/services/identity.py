@@ -288,6 +288,13 @@ class Identity:
         repo.insert_token(conn, token_id, token_hash(secret), user_id, kind, name, created, expires_at)
         return IssuedToken(token_id, secret, kind, expires_at)
 
+    def cached(self, secret: str) -> Principal | None:
+        """The principal of a token resolved recently (within the cache's time to live), without
+        touching the database; None if it is not cached (``resolve`` then decides)."""
+        if len(secret) != _TOKEN_LEN or not secret.startswith(TOKEN_PREFIX):
+            return None
+        return self._cache.get(token_hash(secret))
+
     def resolve(self, secret: str) -> Principal | None:
         """The principal a bearer token acts as; None if unknown, expired, revoked or disabled."""
         if len(secret) != _TOKEN_LEN or not secret.startswith(TOKEN_PREFIX):

@@ -130,13 +130,16 @@ def test_the_cache_serves_repeat_lookups(
     username = name()
     identity.create_user(username, PASSWORD)
     token = identity.login(username, PASSWORD)
+    assert identity.cached(token.secret) is None  # never resolved here yet
     assert identity.resolve(token.secret) is not None
     owner.execute("UPDATE auth_token SET revoked_at = now() WHERE token_id = %s", (token.token_id,))
     assert identity.resolve(token.secret) is not None  # served from the cache, no query
     clock.now += 4
-    assert identity.resolve(token.secret) is not None
+    assert identity.resolve(token.secret) == identity.cached(token.secret) is not None
     clock.now += 2  # past the 5 s cache TTL, well within the session
+    assert identity.cached(token.secret) is None
     assert identity.resolve(token.secret) is None
+    assert identity.cached("not a token") is None
 
 
 def test_grants_are_idempotent_and_revocable(
