@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     hot_account_buckets: int = 8
     host: str = "127.0.0.1"
     port: int = 8000
+    # Where the public reaches the service: printed certificates carry a QR code to
+    # <public_base_url>/verify/certificates/<number>. Set it to the public https address in production.
+    public_base_url: str = "http://127.0.0.1:8000"
 
     # Personal-data encryption (ledger.privacy). Master keys: "kid:base64,kid:base64", the first one
     # wraps new data keys, the others only unwrap (rotation). The blind-index key is base64 too.

@@ -54,6 +54,14 @@ class Permission(StrEnum):
     SETTINGS_WRITE = "settings:write"
     USER_MANAGE = "user:manage"  # users, role grants and API tokens within the grant's scope
     LOG_ENTRIES_READ = "log:entries"  # raw audit-log leaves (GET /audit/v1/logs/{id}/entries)
+    ACTIVITY_WRITE = "activity:write"  # create and edit activities
+    RECORD_READ = "record:read"  # any service record of the community (own records need none)
+    RECORD_WRITE = "record:write"  # record, submit and import service records (the recording side)
+    RECORD_VERIFY = "record:verify"  # verify or reject submitted records (never one's own)
+    RECORD_OVERRIDE = "record:override"  # allow a record past its recording deadline (flagged OVERDUE)
+    CORRECTION_DECIDE = "correction:decide"  # accept or reject volunteers' correction requests
+    CERTIFICATE_ISSUE = "certificate:issue"  # issue certificates for any volunteer of the community
+    TIMEBANK_MANAGE = "timebank:manage"  # match exchanges, resolve disputes, relations, hardship flags
 
 
 _READS = frozenset(
@@ -64,6 +72,7 @@ _READS = frozenset(
         Permission.PERSON_READ,
         Permission.HOUSEHOLD_READ,
         Permission.SETTINGS_READ,
+        Permission.RECORD_READ,
     }
 )
 _ADMIN = frozenset(Permission)
@@ -71,8 +80,17 @@ _ADMIN = frozenset(Permission)
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VOLUNTEER: frozenset({Permission.COMMUNITY_READ}),
     Role.SOCIAL_WORKER: _READS
-    | {Permission.ACCOUNT_OPEN, Permission.PERSON_WRITE, Permission.STATEMENT_EXPORT},
-    Role.ACTIVITY_LEADER: _READS - {Permission.HOUSEHOLD_READ},
+    | {
+        Permission.ACCOUNT_OPEN,
+        Permission.PERSON_WRITE,
+        Permission.STATEMENT_EXPORT,
+        Permission.ACTIVITY_WRITE,
+        Permission.RECORD_WRITE,
+        Permission.CORRECTION_DECIDE,
+        Permission.CERTIFICATE_ISSUE,
+        Permission.TIMEBANK_MANAGE,
+    },
+    Role.ACTIVITY_LEADER: (_READS - {Permission.HOUSEHOLD_READ}) | {Permission.RECORD_VERIFY},
     Role.GRID_WORKER: _READS | {Permission.PERSON_WRITE, Permission.HOUSEHOLD_WRITE},
     Role.REVIEW_PANEL: frozenset(
         {

@@ -26,7 +26,13 @@ from ledger.privacy.keyring import (
     generate_key,
     load_or_create_key_file,
 )
-from ledger.privacy.masking import mask_id_number, mask_name, mask_phone, mask_profile
+from ledger.privacy.masking import (
+    mask_id_number,
+    mask_name,
+    mask_name_on_certificate,
+    mask_phone,
+    mask_profile,
+)
 from ledger.privacy.rotation import rewrap_all
 
 __all__ = [
@@ -47,6 +53,7 @@ __all__ = [
     "load_or_create_key_file",
     "mask_id_number",
     "mask_name",
+    "mask_name_on_certificate",
     "mask_phone",
     "mask_profile",
     "new_data_key",

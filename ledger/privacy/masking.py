@@ -37,6 +37,16 @@ def mask_name(value: str) -> str:
     return value[:1] + MASK * (len(value) - 1)
 
 
+def mask_name_on_certificate(value: str) -> str:
+    """``张三丰`` -> ``张*丰``, ``李四`` -> ``李*``: the style of printed certificates, which keep the
+    first and (for names of three or more characters) the last character."""
+    if len(value) <= 1:
+        return MASK * len(value)
+    if len(value) == 2:
+        return value[0] + MASK
+    return value[0] + MASK * (len(value) - 2) + value[-1]
+
+
 def mask_profile(profile: PersonProfile) -> PersonProfile:
     """The profile with name, ID number and phone masked; the other fields are not identifying alone."""
     return replace(

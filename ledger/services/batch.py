@@ -86,6 +86,14 @@ def post_batch(
             raise
 
 
+def write_batch(conn: Conn, requests: Sequence[TransferRequest], *, clock: Callable[[], int]) -> BatchResult:
+    """post_batch inside the caller's open transaction on ``conn``, without committing: the caller
+    commits (its own rows and the batch land together) or rolls back. Raises as post_batch does;
+    the caller must then roll back."""
+    community_id, items = _prepare(requests)
+    return _post(conn, community_id, items, clock, commit=False)[0]
+
+
 def post_group(
     pool: ConnectionPool[Conn],
     requests: Sequence[TransferRequest],
@@ -178,7 +186,7 @@ def _claim_and_lock(conn: Conn, community_id: int, items: list[_Item]) -> _Reads
 
 
 def _post(
-    conn: Conn, community_id: int, items: list[_Item], clock: Callable[[], int]
+    conn: Conn, community_id: int, items: list[_Item], clock: Callable[[], int], *, commit: bool = True
 ) -> tuple[BatchResult, _Rows | None]:
     reads = _claim_and_lock(conn, community_id, items)
     origin_row = reads.origin.fetchone()
@@ -196,7 +204,8 @@ def _post(
         done.get(it.req.idempotency_key) or first_by_key[it.req.idempotency_key].transfer_id for it in items
     )
     if not new:
-        conn.commit()
+        if commit:
+            conn.commit()
         return BatchResult(0, len(items), None, None, ids), None
 
     accounts = sql.account_infos(reads.accounts)
@@ -243,7 +252,8 @@ def _post(
         # One bucket per batch for each hot account (locked above): a batch is one lock holder.
         sql.update_balance_rows(conn.cursor(), community_id, total, balances, accounts, reads.hot_bucket)
         conn.execute(bsql.SET_HEAD, (out.size, out.prev, community_id))
-    conn.commit()
+    if commit:
+        conn.commit()
     return BatchResult(len(new), len(items) - len(new), out.first_index, out.size - 1, ids), out
 
 

@@ -96,6 +96,22 @@ class Communities:
             except pg_errors.UniqueViolation:  # one account per owner and unit (account_owner_uq)
                 raise LedgerError(ErrorCode.ACCOUNT_EXISTS, unit=str(spec.unit)) from None
 
+    def open_accounts(self, community_id: int, specs: list[AccountSpec]) -> list[uuid.UUID]:
+        """Open many accounts in one transaction (a bulk import's new volunteers): all or none.
+        ACCOUNT_EXISTS if any of them exists already (the caller then opens them one by one)."""
+        for spec in specs:
+            spec.validate()
+        with self._pool.connection() as conn:
+            try:
+                with conn.pipeline():
+                    return [self._open(conn, community_id, spec) for spec in specs]
+            except pg_errors.ForeignKeyViolation:
+                conn.rollback()
+                raise LedgerError(ErrorCode.COMMUNITY_NOT_FOUND, community_id=community_id) from None
+            except pg_errors.UniqueViolation:
+                conn.rollback()
+                raise LedgerError(ErrorCode.ACCOUNT_EXISTS) from None
+
     def _open(self, conn: Conn, community_id: int, spec: AccountSpec) -> uuid.UUID:
         spec.validate()
         account_id = uuid7()

@@ -22,12 +22,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from ledger.audit.leaf import transfer_leaf_template
-from ledger.domain.balances import BalanceState
-from ledger.domain.engine import AccountInfo, Effects, Planned, apply_postings
+from ledger.domain.engine import Planned
 from ledger.domain.errors import ErrorCode, LedgerError
 from ledger.domain.ids import uuid7
-from ledger.domain.lots import LotState
 from ledger.domain.transfers import (
     Phase,
     ResolveRequest,
@@ -40,6 +37,7 @@ from ledger.domain.transfers import (
 from ledger.services import plans, reads
 from ledger.services.batch import BatchResult, post_batch, post_group
 from ledger.services.results import BalanceView, Receipt, TransferResult
+from ledger.services.transfer_document import State, transfer_write
 from ledger.store import ledger_repo as sql
 from ledger.store.db import Conn
 from ledger.store.ledger_repo import Cur
@@ -285,36 +283,13 @@ class Ledger:
     def _write(
         self, conn: Conn, community_id: int, origin: str, write: Write, state: _State
     ) -> TransferResult:
-        accounts, balances, lots = state
         recorded_us = self._clock()
         effective_us = write.effective_us if write.effective_us is not None else recorded_us
-        effects = Effects()
-        rows = apply_postings(
+        rows, document = transfer_write(
+            state,
             write.planned,
-            earned_us=effective_us,
-            accounts=accounts,
-            balances=balances,
-            lots=lots,
-            effects=effects,
-            new_id=uuid7,
-        )
-        timeout_at_us = recorded_us + write.timeout_us if write.timeout_us else None
-        template = transfer_leaf_template(
-            origin=origin,
-            transfer_id=write.transfer_id,
-            kind=write.kind,
-            phase=str(write.phase),
-            effective_us=effective_us,
-            recorded_us=recorded_us,
-            actor=write.actor_id,
-            idempotency_key=write.idempotency_key,
-            postings=[(r.account_id, str(r.unit), r.amount) for r in rows],
-            reverses=write.reverses_id,
-            pending_id=write.pending_id,
-            timeout_us=timeout_at_us,
-        )
-        document = sql.transfer_document(
             community_id=community_id,
+            origin=origin,
             transfer_id=write.transfer_id,
             kind=write.kind,
             phase=str(write.phase),
@@ -324,15 +299,8 @@ class Ledger:
             idempotency_key=write.idempotency_key,
             reverses_id=write.reverses_id,
             pending_id=write.pending_id,
-            timeout_us=timeout_at_us,
+            timeout_at_us=recorded_us + write.timeout_us if write.timeout_us else None,
             metadata=write.metadata,
-            rows=rows,
-            effects=effects,
-            balances=balances,
-            accounts=accounts,
-            # A resolution releases the reservation in the bucket where the pending transfer made it.
-            hot_bucket=(write.pending_id or write.transfer_id).int,
-            leaf=(template.prefix, template.middle, template.suffix),
         )
         with conn.pipeline():
             leaf_cur = conn.execute(sql.WRITE_TRANSFER, (Jsonb(document),))
@@ -359,7 +327,7 @@ class Ledger:
         conn.commit()
 
 
-_State = tuple[dict[uuid.UUID, AccountInfo], dict[uuid.UUID, BalanceState], dict[uuid.UUID, list[LotState]]]
+_State = State
 
 
 def _fetch_state(acc_cur: Cur, bal_cur: Cur, lot_cur: Cur) -> _State:

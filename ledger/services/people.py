@@ -9,7 +9,7 @@ from __future__ import annotations
 import builtins
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import NoReturn
@@ -252,6 +252,15 @@ class People:
         """The person with this ID number (any spelling that normalises equal), without decrypting."""
         with self._pool.connection() as conn:
             return sql.find_by_id_number_bidx(conn, community_id, id_number_index(self._keyring, id_number))
+
+    def find_by_id_numbers(self, community_id: int, id_numbers: Iterable[str]) -> dict[str, uuid.UUID]:
+        """Many ID numbers at once (a bulk import): each one found, as given, with its person."""
+        wanted = {n: id_number_index(self._keyring, n) for n in set(id_numbers)}
+        if not wanted:
+            return {}
+        with self._pool.connection() as conn:
+            found = sql.find_by_id_number_bidxs(conn, community_id, list(set(wanted.values())))
+        return {n: found[bidx] for n, bidx in wanted.items() if bidx in found}
 
     def find_by_phone(self, community_id: int, phone: str) -> builtins.list[uuid.UUID]:
         """People with this phone number (family members may share one), in person_id order."""

@@ -36,6 +36,7 @@ from ledger.domain.service_records import (
 from ledger.domain.transfers import ReverseRequest
 from ledger.services import service_posting as posting
 from ledger.services.ledger import Ledger
+from ledger.store import certificates_repo as certificates_sql
 from ledger.store import service_corrections_repo as sql
 from ledger.store import service_posting_repo as posting_sql
 from ledger.store import service_records_repo as records_sql
@@ -44,6 +45,7 @@ from ledger.store.service_corrections_repo import CorrectionRow
 from ledger.store.service_records_repo import Credited, RecordRow
 
 log = logging.getLogger("vledger.service_corrections")
+MAX_PAGE = 500
 
 
 def utc_now() -> datetime:
@@ -160,6 +162,31 @@ class ServiceCorrections:
                 raise LedgerError(ErrorCode.SERVICE_RECORD_NOT_FOUND, record_id=str(record_id))
             return sql.of_record(conn, community_id, record_id)
 
+    def list(
+        self,
+        community_id: int,
+        *,
+        person_id: uuid.UUID | None = None,
+        record_id: uuid.UUID | None = None,
+        state: CorrectionState | None = None,
+        after: uuid.UUID | None = None,
+        limit: int = 50,
+    ) -> builtins.list[CorrectionRow]:
+        """A page of corrections in id order, optionally of one volunteer's records, one record or
+        one state."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise LedgerError(ErrorCode.INVALID_FIELD, field="limit", max=MAX_PAGE)
+        with self._pool.connection() as conn:
+            return sql.list_corrections(
+                conn,
+                community_id,
+                person_id=person_id,
+                record_id=record_id,
+                state=state,
+                after=after,
+                limit=limit,
+            )
+
     # --------------------------------------------------------------------------------- helpers
 
     def _accept(self, community_id: int, correction_id: uuid.UUID, actor_id: uuid.UUID) -> CorrectionRow:
@@ -186,6 +213,16 @@ class ServiceCorrections:
                 credited_minutes=credited.credited_minutes,
             )
             records_sql.set_corrected(conn, community_id, record.record_id, credited)
+            # Certificates that covered the record no longer state its hours: supersede them in this
+            # same transaction (ledger/services/certificates.py).
+            certificates_sql.supersede_covering(
+                conn,
+                community_id,
+                person_id=record.person_id,
+                record_id=record.record_id,
+                correction_id=correction_id,
+                at=now,
+            )
             detail: dict[str, object] = {
                 "correction_id": str(correction_id),
                 "reversal_transfer_id": None if reversal_id is None else str(reversal_id),

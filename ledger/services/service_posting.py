@@ -84,7 +84,13 @@ def ensure_member_accounts(
 
 def credit_accounts(conn: Conn, community_id: int, person_id: uuid.UUID) -> CreditAccounts:
     mine = sql.person_accounts(conn, community_id, person_id)
-    system = sql.system_accounts(conn, community_id)
+    return accounts_from(person_id, mine, sql.system_accounts(conn, community_id))
+
+
+def accounts_from(
+    person_id: uuid.UUID, mine: Mapping[Unit, uuid.UUID], system: Mapping[tuple[str, Unit], uuid.UUID]
+) -> CreditAccounts:
+    """The accounts a record's transfer touches, from the volunteer's and the community's."""
     missing = [u for u in MEMBER_UNITS if u not in mine]
     if missing:
         raise LedgerError(ErrorCode.ACCOUNT_NOT_FOUND, unit=str(missing[0]), person_id=str(person_id))

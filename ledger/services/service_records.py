@@ -276,15 +276,22 @@ class ServiceRecords:
         *,
         person_id: uuid.UUID | None = None,
         activity_id: uuid.UUID | None = None,
+        state: RecordState | None = None,
         after: uuid.UUID | None = None,
         limit: int = 50,
     ) -> builtins.list[RecordRow]:
-        """A page of records in id (creation) order, optionally of one volunteer or one activity."""
+        """A page of records in id order, optionally of one volunteer, one activity, one state."""
         if not 1 <= limit <= MAX_PAGE:
             raise LedgerError(ErrorCode.INVALID_FIELD, field="limit", max=MAX_PAGE)
         with self._pool.connection() as conn:
             return sql.list_records(
-                conn, community_id, person_id=person_id, activity_id=activity_id, after=after, limit=limit
+                conn,
+                community_id,
+                person_id=person_id,
+                activity_id=activity_id,
+                state=state,
+                after=after,
+                limit=limit,
             )
 
     def history(self, community_id: int, record_id: uuid.UUID) -> builtins.list[EventRow]:

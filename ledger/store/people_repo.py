@@ -124,6 +124,15 @@ def find_by_id_number_bidx(conn: Conn, community_id: int, bidx: bytes) -> uuid.U
     return None if row is None else uuid.UUID(str(row[0]))
 
 
+def find_by_id_number_bidxs(conn: Conn, community_id: int, bidxs: list[bytes]) -> dict[bytes, uuid.UUID]:
+    """Many lookups in one statement: each index found, with its person (erased people have none)."""
+    rows = conn.execute(
+        "SELECT id_number_bidx, person_id FROM person WHERE community_id = %s AND id_number_bidx = ANY(%s)",
+        (community_id, bidxs),
+    ).fetchall()
+    return {bytes(r[0]): uuid.UUID(str(r[1])) for r in rows}
+
+
 def find_by_phone_bidx(conn: Conn, community_id: int, bidx: bytes) -> list[uuid.UUID]:
     rows = conn.execute(
         "SELECT person_id FROM person WHERE community_id = %s AND phone_bidx = %s ORDER BY person_id",

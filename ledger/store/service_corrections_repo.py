@@ -44,6 +44,18 @@ FROM service_correction
 GET = _SELECT + "WHERE community_id = %s AND correction_id = %s"
 LOCK = GET + " FOR UPDATE"
 OF_RECORD = _SELECT + "WHERE community_id = %s AND record_id = %s ORDER BY filed_at, correction_id"
+# A page in id order; the volunteer's filter goes through their records. (S608 is about untrusted
+# text; this joins constants of this module.)
+LIST = (
+    _SELECT  # noqa: S608
+    + """WHERE community_id = %(c)s
+  AND (%(p)s::uuid IS NULL OR record_id IN (
+        SELECT record_id FROM service_record WHERE community_id = %(c)s AND person_id = %(p)s::uuid))
+  AND (%(r)s::uuid IS NULL OR record_id = %(r)s::uuid)
+  AND (%(s)s::text IS NULL OR state = %(s)s::text)
+  AND (%(after)s::uuid IS NULL OR correction_id > %(after)s::uuid)
+ORDER BY correction_id LIMIT %(limit)s"""
+)
 INSERT = """
 INSERT INTO service_correction (community_id, correction_id, record_id, start_time, end_time, served_minutes,
                                 reason, filed_by, filed_at)
@@ -115,6 +127,27 @@ def get(
 
 def of_record(conn: Conn, community_id: int, record_id: uuid.UUID) -> list[CorrectionRow]:
     return [_row(r) for r in conn.execute(OF_RECORD, (community_id, record_id)).fetchall()]
+
+
+def list_corrections(
+    conn: Conn,
+    community_id: int,
+    *,
+    person_id: uuid.UUID | None,
+    record_id: uuid.UUID | None,
+    state: CorrectionState | None,
+    after: uuid.UUID | None,
+    limit: int,
+) -> list[CorrectionRow]:
+    params = {
+        "c": community_id,
+        "p": person_id,
+        "r": record_id,
+        "s": None if state is None else str(state),
+        "after": after,
+        "limit": limit,
+    }
+    return [_row(r) for r in conn.execute(LIST, params).fetchall()]
 
 
 def set_accepted(

@@ -10,16 +10,27 @@ from typing import Any
 
 from ledger.domain.units import Unit
 from ledger.store.db import Conn
-from ledger.store.service_records_repo import VOLUNTEER_LOCK_CLASS
+from ledger.store.service_records_repo import IMPORT_LOCK_CLASS, VOLUNTEER_LOCK_CLASS
 
 
 def lock_volunteer(conn: Conn, community_id: int, person_id: uuid.UUID) -> None:
     """Serialise the postings of one volunteer's records until the transaction ends (caps depend on
-    what was credited before). A hash collision only makes two volunteers wait for each other."""
+    what was credited before). A hash collision only makes two volunteers wait for each other.
+
+    The community's import lock is taken first, shared: postings do not wait for each other on it,
+    but a bulk import (which takes it exclusive instead of one lock per volunteer) waits for them
+    and they for it. The subquery is evaluated first (volatile functions are not pulled up).
+    """
     conn.execute(
-        "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
-        (VOLUNTEER_LOCK_CLASS, f"{community_id}:{person_id}"),
+        "SELECT pg_advisory_xact_lock(%s, hashtext(%s))"
+        " FROM (SELECT pg_advisory_xact_lock_shared(%s, %s::int)) AS community_lock",
+        (VOLUNTEER_LOCK_CLASS, f"{community_id}:{person_id}", IMPORT_LOCK_CLASS, community_id),
     )
+
+
+def lock_community_for_import(conn: Conn, community_id: int) -> None:
+    """A bulk import's exclusive hold on the community's postings of service records (see above)."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s, %s::int)", (IMPORT_LOCK_CLASS, community_id))
 
 
 def settings_version(conn: Conn, community_id: int, version: int) -> dict[str, Any] | None:

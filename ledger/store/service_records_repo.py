@@ -3,9 +3,10 @@
 Every function takes an open connection and leaves committing to the caller (one transaction per
 use case). Column lists are spelled out, in the order of the row dataclasses.
 
-Lock order: a correction row, then its record row, then the volunteer's advisory lock (every
-posting of one volunteer's records is serialised by it, because caps depend on what was credited
-before), then whatever the ledger locks on its own connection.
+Lock order: a correction row, then its record row, then the community's import lock (shared; a
+bulk import takes it exclusive), then the volunteer's advisory lock (every posting of one
+volunteer's records is serialised by it, because caps depend on what was credited before), then
+whatever the ledger locks on its own connection.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from ledger.store.db import Conn
 # The two-key advisory lock space (pg_advisory_xact_lock(int, int)) is disjoint from the one-key
 # space the ledger uses for reversals; this class id names "a volunteer's service postings".
 VOLUNTEER_LOCK_CLASS: Final = 0x5352  # "SR"
+# Keyed by community id: every posting holds it shared, a bulk import exclusive (record_import),
+# so that an import needs one lock instead of one per volunteer in its sheet.
+IMPORT_LOCK_CLASS: Final = 0x5349  # "SI"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +130,7 @@ LIST_RECORDS = (
     + """WHERE r.community_id = %(c)s
   AND (%(p)s::uuid IS NULL OR r.person_id = %(p)s::uuid)
   AND (%(a)s::uuid IS NULL OR r.activity_id = %(a)s::uuid)
+  AND (%(s)s::text IS NULL OR r.state = %(s)s::text)
   AND (%(after)s::uuid IS NULL OR r.record_id > %(after)s::uuid)
 ORDER BY r.record_id LIMIT %(limit)s"""
 )
@@ -261,11 +266,17 @@ def list_records(
     activity_id: uuid.UUID | None,
     after: uuid.UUID | None,
     limit: int,
+    state: RecordState | None = None,
 ) -> list[RecordRow]:
-    rows = conn.execute(
-        LIST_RECORDS,
-        {"c": community_id, "p": person_id, "a": activity_id, "after": after, "limit": limit},
-    ).fetchall()
+    params = {
+        "c": community_id,
+        "p": person_id,
+        "a": activity_id,
+        "s": None if state is None else str(state),
+        "after": after,
+        "limit": limit,
+    }
+    rows = conn.execute(LIST_RECORDS, params).fetchall()
     return [_record(r) for r in rows]
 
 

@@ -373,6 +373,15 @@ def test_runtime_role_privileges(owner: Conn) -> None:
         "service_record": append_only,
         "service_record_event": append_only,
         "service_correction": append_only,
+        # Time bank (migration 0010): column-level UPDATE grants are checked below.
+        "timebank_exchange": append_only,
+        "timebank_exchange_event": append_only,
+        "person_relation": append_only,
+        "hardship_flag": append_only,
+        "region_cross_community_event": append_only,
+        # Certificates (migration 0011): append-only; the status is derived from supersessions.
+        "certificate": append_only,
+        "certificate_supersession": append_only,
     }
     column_updates = owner.execute(
         """
@@ -380,7 +389,8 @@ def test_runtime_role_privileges(owner: Conn) -> None:
         FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
         WHERE c.relname IN ('app_user', 'auth_token', 'role_grant', 'household', 'household_member',
                             'api_idempotency', 'log_tree', 'log_checkpoint', 'service_record',
-                            'service_correction')
+                            'service_correction', 'region', 'timebank_exchange', 'person_relation',
+                            'hardship_flag')
           AND has_column_privilege(%s, c.oid, a.attnum, 'UPDATE')
         GROUP BY c.relname
         """,
@@ -433,6 +443,31 @@ def test_runtime_role_privileges(owner: Conn) -> None:
                 "credited_minutes",
             ]
         ),
+        "region": ["cross_community"],  # the switch for cross-community exchange (通存通兑)
+        "timebank_exchange": sorted(
+            [
+                "state",
+                "provider_community_id",
+                "provider_person_id",
+                "served_minutes",
+                "charged_coin_minutes",
+                "credited_coin_minutes",
+                "pool_coin_minutes",
+                "release_transfer_id",
+                "payment_transfer_id",
+                "credit_transfer_id",
+                "resolution",
+                "matched_at",
+                "started_at",
+                "confirmed_at",
+                "disputed_at",
+                "resolved_at",
+                "settled_at",
+                "cancelled_at",
+            ]
+        ),
+        "person_relation": ["ended_at", "ended_by"],
+        "hardship_flag": ["revoked_at", "revoked_by"],
     }
     columns = owner.execute(
         "SELECT attname FROM pg_attribute WHERE attrelid = 'idempotency'::regclass AND attnum > 0 "
