@@ -14,10 +14,16 @@ from api.errors import HANDLERS, document_problems
 from api.observability import PROMETHEUS, MetricsController, access_log
 from api.routes.audit import AuditRoutes, TransferProofRoutes
 from api.routes.auth import login, logout, me
+from api.routes.certificates import CertificateRoutes, PublicCertificateRoutes
+from api.routes.corrections import CorrectionRoutes, RecordCorrectionRoutes
 from api.routes.households import HouseholdRoutes
 from api.routes.ledger import AccountRoutes, CommunityRoutes, TransferRoutes
 from api.routes.people import PersonRoutes
+from api.routes.record_import import RecordImportRoutes
+from api.routes.service_records import ActivityRoutes, ServiceRecordRoutes
 from api.routes.settings import SettingsRoutes
+from api.routes.timebank import ExchangeRoutes
+from api.routes.timebank_people import RegionTimeBankRoutes, TimeBankPeopleRoutes
 from api.routes.users import UserRoutes
 
 API_VERSION = "1.0.0"
@@ -65,6 +71,16 @@ def create_app(services: Services, *, access_logging: bool = True) -> Litestar:
             HouseholdRoutes,
             SettingsRoutes,
             UserRoutes,
+            ActivityRoutes,
+            ServiceRecordRoutes,
+            RecordImportRoutes,
+            RecordCorrectionRoutes,
+            CorrectionRoutes,
+            CertificateRoutes,
+            PublicCertificateRoutes,
+            ExchangeRoutes,
+            TimeBankPeopleRoutes,
+            RegionTimeBankRoutes,
             AuditRoutes,
             TransferProofRoutes,
             MetricsController,
@@ -87,7 +103,8 @@ def create_app(services: Services, *, access_logging: bool = True) -> Litestar:
     return app
 
 
-PUBLIC_PATHS = ("/api/v1/auth/login", "/audit/v1/logs", "/audit/v1/keys")
+# The certificate verification paths are public too: the QR code on a printed certificate leads there.
+PUBLIC_PATHS = ("/api/v1/auth/login", "/audit/v1/logs", "/audit/v1/keys", "/api/v1/public/certificates/")
 
 
 def document_security(schema: OpenAPI) -> None:

@@ -19,15 +19,22 @@ from litestar.params import FromPath
 from ledger.domain.errors import ErrorCode, LedgerError
 from ledger.domain.roles import Permission, Principal
 from ledger.services.accounts import Accounts, AccountView
+from ledger.services.activities import Activities
 from ledger.services.audit_log import AuditLog
+from ledger.services.certificates import Certificates
 from ledger.services.communities import Communities
 from ledger.services.group_commit import GroupCommit
 from ledger.services.households import Households
 from ledger.services.identity import Identity, LoginLimiter
 from ledger.services.ledger import Ledger
 from ledger.services.people import People
+from ledger.services.record_import import RecordImport
 from ledger.services.requests import IdempotentRequests
 from ledger.services.rule_settings import RuleSettings
+from ledger.services.service_corrections import ServiceCorrections
+from ledger.services.service_records import ServiceRecords
+from ledger.services.timebank import TimeBank
+from ledger.services.timebank_members import TimeBankMembers
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +61,13 @@ class Services:
     limiter: LoginLimiter
     audit: AuditLog
     audit_keys: AuditKeys
+    activities: Activities
+    records: ServiceRecords
+    corrections: ServiceCorrections
+    record_import: RecordImport
+    certificates: Certificates
+    timebank: TimeBank  # exchanges
+    timebank_members: TimeBankMembers  # relations, hardship flags, gifts, the region switch
 
 
 def provide_services(state: State) -> Services:

@@ -55,6 +55,7 @@ STATUS: dict[ErrorCode, int] = {
     _C.RATE_LIMITED: HTTP_429_TOO_MANY_REQUESTS,
     _C.FORBIDDEN: HTTP_403_FORBIDDEN,
     _C.VERIFIER_IS_RECORDER: HTTP_403_FORBIDDEN,  # separation of duties: someone else must verify
+    _C.ACTOR_NOT_ALLOWED: HTTP_403_FORBIDDEN,  # not a party to the exchange, or staff judging their own
     _C.MALFORMED_REQUEST: HTTP_400_BAD_REQUEST,
     _C.MALFORMED_ID: HTTP_400_BAD_REQUEST,
     _C.INVALID_IDEMPOTENCY_KEY: HTTP_400_BAD_REQUEST,
@@ -83,6 +84,7 @@ STATUS: dict[ErrorCode, int] = {
             _C.INVALID_STATE_TRANSITION,
             _C.RECORDING_OVERDUE,
             _C.CORRECTION_PENDING,
+            _C.RELATION_EXISTS,
         ),
         HTTP_409_CONFLICT,
     ),
@@ -270,7 +272,9 @@ def problem_statuses(path: str, method: str, *, public: bool = False) -> tuple[i
     if not path.startswith(API_PREFIX):
         return ()
     statuses = list(COMMON_STATUSES)
-    changes_people = "/people" in path or "/households" in path or path.endswith(("/accounts", "/users"))
+    changes_people = any(
+        part in path for part in ("/people", "/households", "/activities", "/service-records", "/timebank")
+    ) or path.endswith(("/accounts", "/users"))
     if method != "get" and changes_people:
         statuses.append(HTTP_410_GONE)  # PERSON_ERASED: an erased person takes part in no new change
     if path == f"{API_PREFIX}auth/login":

@@ -1,4 +1,5 @@
-"""``vledger audit``: export a community's log, and verify an export offline with trusted keys only."""
+"""``vledger audit``: export a community's log, and verify an export or a certificate bundle offline with
+trusted keys only."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ledger.audit.certificate_check import verify_certificate_bundle
 from ledger.audit.cosignature import WitnessVerifier, parse_witness_key
 from ledger.audit.note import NoteError, Verifier, parse_verifier_key
 from ledger.audit.verifier import Progress as ProgressCallback
@@ -172,6 +174,57 @@ def verify_cmd(
     )
     with _progress() as progress:
         report = verify_export(file, options, progress)
+    text = json.dumps(report.as_json(), ensure_ascii=False, indent=2)
+    if report_path is not None:
+        report_path.write_text(text + "\n", encoding="utf-8")
+    click.echo(text)
+    raise click.exceptions.Exit(report.exit_code)
+
+
+@audit.command("verify-certificate")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--log-key", required=True, help="受信任的日志公钥（name+hex8+base64），只信任命令行给出的公钥")
+@click.option(
+    "--log-key-history",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="已退役日志公钥（JSON，格式同 verify），各自只对不超过退役大小的检查点有效",
+)
+@click.option("--witness-key", "witness_keys", multiple=True, help="受信任的见证者公钥，可多次给出")
+@click.option(
+    "--quorum",
+    type=click.IntRange(min=0),
+    default=None,
+    help="检查点至少需要的有效见证者副署数（给出见证者公钥时默认 1，否则 0）",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="另把 JSON 报告写入此文件",
+)
+def verify_certificate_cmd(
+    file: Path,
+    log_key: str,
+    log_key_history: Path | None,
+    witness_keys: tuple[str, ...],
+    quorum: int | None,
+    report_path: Path | None,
+) -> None:
+    """离线校验志愿服务证明的证据包 FILE（JSON），在标准输出打印 JSON 报告。
+
+    校验检查点签名与见证副署、每个叶子的哈希与包含性证明、叶子属于本社区日志且合计等于证明所载时长，
+    并报告证明是否已被更正取代。
+
+    退出码：0 通过；1 发现篡改；2 输入格式错误；3 未满足策略（见证不足、已被取代）。
+    """
+    witnesses = _witness_keys(witness_keys)
+    needed = (1 if witnesses else 0) if quorum is None else quorum
+    if needed > len(witnesses):
+        raise click.BadParameter(
+            f"需要 {needed} 个见证者副署，但只给出了 {len(witnesses)} 个见证者公钥", param_hint="--quorum"
+        )
+    keys = TrustedKeys((_log_key(log_key),), _history(log_key_history), witnesses)
+    report = verify_certificate_bundle(file.read_bytes(), keys, quorum=needed)
     text = json.dumps(report.as_json(), ensure_ascii=False, indent=2)
     if report_path is not None:
         report_path.write_text(text + "\n", encoding="utf-8")

@@ -105,11 +105,24 @@ def bench_verify(leaves: int) -> None:
     run(leaves=leaves)
 
 
+@main.command("bench-import")
+@click.option("--people", default=2000, show_default=True, help="志愿者人数")
+@click.option("--rows", default=20000, show_default=True, help="表格行数（每行一条记录）")
+def bench_import(people: int, rows: int) -> None:
+    """批量导入基准：自建人员与表格，分别计时检查（dry run）与导入（目标 ≥ 5 万分录/秒）。"""
+    from vledger.bench_import import run  # noqa: PLC0415 - heavy and only for this command
+
+    with owner_database(get_settings()) as url:
+        migrate.upgrade(url)
+        run(url, people=people, rows=rows, out=click.echo)
+
+
 def _register() -> None:
     from vledger.admin import admin  # noqa: PLC0415 - these import owner_database from here
     from vledger.audit_cli import audit  # noqa: PLC0415
     from vledger.bench_http_cli import bench_http  # noqa: PLC0415
     from vledger.keys import keys  # noqa: PLC0415
+    from vledger.records_cli import records  # noqa: PLC0415
     from vledger.witness_cli import witness  # noqa: PLC0415
 
     main.add_command(admin)
@@ -117,6 +130,7 @@ def _register() -> None:
     main.add_command(bench_http)
     main.add_command(witness)
     main.add_command(audit)
+    main.add_command(records)
 
 
 _register()

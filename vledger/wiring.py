@@ -10,16 +10,23 @@ from ledger.audit.witness import HttpWitness, WitnessClient
 from ledger.config import Settings
 from ledger.privacy.keyring import Keyring
 from ledger.services.accounts import Accounts
+from ledger.services.activities import Activities
 from ledger.services.audit_log import AuditLog
+from ledger.services.certificates import Certificates
 from ledger.services.checkpoints import Checkpoints
 from ledger.services.communities import Communities
+from ledger.services.group_commit import GroupCommit
 from ledger.services.households import Households
 from ledger.services.identity import Identity, LoginLimiter
-from ledger.services.group_commit import GroupCommit
 from ledger.services.ledger import Ledger
 from ledger.services.people import People
+from ledger.services.record_import import RecordImport
 from ledger.services.requests import IdempotentRequests
 from ledger.services.rule_settings import RuleSettings
+from ledger.services.service_corrections import ServiceCorrections
+from ledger.services.service_records import ServiceRecords
+from ledger.services.timebank import TimeBank
+from ledger.services.timebank_members import TimeBankMembers, birth_dates
 from ledger.store.db import Conn
 
 
@@ -65,19 +72,30 @@ def build_services(
     audit_keys: AuditKeys | None = None,
 ) -> Services:
     ledger = Ledger(pool)
+    communities = Communities(
+        pool, origin_prefix=settings.log_origin_prefix, hot_buckets=settings.hot_account_buckets
+    )
+    people = People(pool, Keyring.from_settings(settings))
     return Services(
         ledger=ledger,
         transfers=GroupCommit(ledger),
         accounts=Accounts(pool),
-        communities=Communities(
-            pool, origin_prefix=settings.log_origin_prefix, hot_buckets=settings.hot_account_buckets
-        ),
+        communities=communities,
         identity=identity or Identity(pool, session_ttl_s=settings.session_ttl_s),
-        people=People(pool, Keyring.from_settings(settings)),
+        people=people,
         households=Households(pool),
         settings=RuleSettings(pool),
         requests=IdempotentRequests(pool),
         limiter=LoginLimiter(settings.login_attempts_per_minute),
         audit=AuditLog(pool),
         audit_keys=audit_keys or AuditKeys(logs=list, witnesses=list),
+        # A posting holds its record's connection while the ledger writes on another (ADR 0007).
+        activities=Activities(pool),
+        records=ServiceRecords(pool, ledger, communities),
+        corrections=ServiceCorrections(pool, ledger),
+        record_import=RecordImport(pool, people, communities),
+        certificates=Certificates(pool, people, public_base_url=settings.public_base_url),
+        # Birth dates for the withdrawal age are decrypted in memory only (never logged).
+        timebank=TimeBank(pool, communities, birth_date_of=birth_dates(people)),
+        timebank_members=TimeBankMembers(pool, ledger, communities, birth_date_of=birth_dates(people)),
     )

@@ -14,7 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+import certificates_world as cw  # this directory is on sys.path (rootdir-less tests)
 import pytest
+import records_world as rw  # this directory is on sys.path (rootdir-less tests)
+import timebank_api_world as tw  # this directory is on sys.path (rootdir-less tests)
 
 from api.deps import Services
 from ledger.audit.checkpoint import Checkpoint, sign_checkpoint
@@ -35,6 +38,8 @@ class Case:
     build: Callable[[World, Services], tuple[str, object | None]]
     permission: Permission | None  # None: any role in the community may call it
     volunteer: int | None = None  # the volunteer's status when it differs from the permission rule
+    staff: int | None = None  # every other role's status, where only the volunteer may call (own record)
+    only: frozenset[str] | None = None  # exactly these roles may call (a scope no permission states)
 
 
 def _c(w: World) -> str:
@@ -209,6 +214,396 @@ CASES = [
         P.TRANSFER_READ,
         404,
     ),
+    # Service records (api/routes/service_records.py, corrections.py, record_import.py)
+    Case("activities", "GET", lambda w, s: (f"{_c(w)}/activities", None), P.RECORD_READ),
+    Case(
+        "activity",
+        "GET",
+        lambda w, s: (f"{_c(w)}/activities/{rw.records(w, s).activity.activity_id}", None),
+        P.RECORD_READ,
+    ),
+    Case(
+        "create activity",
+        "POST",
+        lambda w, s: (
+            f"{_c(w)}/activities",
+            {
+                "name": "垃圾分类宣传",
+                "start_date": rw.today().isoformat(),
+                "end_date": rw.today().isoformat(),
+                "place": "小区广场",
+                "content": "宣传垃圾分类",
+                "organising_unit": "幸福社区居委会",
+                "leader_user_id": str(rw.leader(w)),
+            },
+        ),
+        P.ACTIVITY_WRITE,
+    ),
+    Case("records", "GET", lambda w, s: (f"{_c(w)}/service-records", None), P.RECORD_READ, 200),
+    Case(
+        "other record",
+        "GET",
+        lambda w, s: (f"{_c(w)}/service-records/{rw.records(w, s).other_record.record_id}", None),
+        P.RECORD_READ,
+        404,
+    ),
+    Case(
+        "own record",
+        "GET",
+        lambda w, s: (f"{_c(w)}/service-records/{rw.records(w, s).own_record.record_id}", None),
+        P.RECORD_READ,
+        200,
+    ),
+    Case(
+        "history of other record",
+        "GET",
+        lambda w, s: (f"{_c(w)}/service-records/{rw.records(w, s).other_record.record_id}/history", None),
+        P.RECORD_READ,
+        404,
+    ),
+    Case(
+        "create record",
+        "POST",
+        lambda w, s: (
+            f"{_c(w)}/service-records",
+            {
+                "activity_id": str(rw.records(w, s).activity.activity_id),
+                "person_id": str(w.other_person),
+                "service_date": rw.today().isoformat(),
+                "start_time": "14:00",
+                "end_time": "16:00",
+            },
+        ),
+        P.RECORD_WRITE,
+    ),
+    Case(
+        "submit record",
+        "POST",
+        lambda w, s: (f"{_c(w)}/service-records/{rw.fresh(w, s).record_id}/submission", None),
+        P.RECORD_WRITE,
+    ),
+    Case(
+        "verify record",
+        "POST",
+        lambda w, s: (
+            f"{_c(w)}/service-records/{rw.fresh(w, s, state='submitted').record_id}/verification",
+            None,
+        ),
+        P.RECORD_VERIFY,
+    ),
+    Case(
+        "reject record",
+        "POST",
+        lambda w, s: (
+            f"{_c(w)}/service-records/{rw.fresh(w, s, state='submitted').record_id}/rejection",
+            {"reason": "时间有误"},
+        ),
+        P.RECORD_VERIFY,
+    ),
+    Case(
+        "post record",
+        "POST",
+        lambda w, s: (f"{_c(w)}/service-records/{rw.fresh(w, s, state='verified').record_id}/posting", None),
+        P.RECORD_VERIFY,
+    ),
+    Case(
+        "override deadline",
+        "POST",
+        lambda w, s: (
+            f"{_c(w)}/service-records/{rw.fresh(w, s).record_id}/deadline-override",
+            {"reason": "活动方延迟报送"},
+        ),
+        P.RECORD_OVERRIDE,
+    ),
+    Case(
+        "import sheet (dry run)",
+        "POST",
+        lambda w, s: (f"{_c(w)}/service-records/imports?dry_run=true", None),
+        P.RECORD_WRITE,
+    ),
+    Case(
+        "corrections of other record",
+        "GET",
+        lambda w, s: (f"{_c(w)}/service-records/{rw.records(w, s).other_record.record_id}/corrections", None),
+        P.RECORD_READ,
+        404,
+    ),
+    Case(
+        "file correction of own record",
+        "POST",
+        lambda w, s: (
+            f"{_c(w)}/service-records/{rw.own_posted(w, s).record_id}/corrections",
+            {"start_time": "09:00", "end_time": "12:00", "reason": "实际服务到12点"},
+        ),
+        P.RECORD_READ,  # no permission files a correction: only the record's own volunteer may
+        200,
+        staff=403,
+    ),
+    Case("corrections", "GET", lambda w, s: (f"{_c(w)}/corrections", None), P.RECORD_READ, 200),
+    Case(
+        "other correction",
+        "GET",
+        lambda w, s: (f"{_c(w)}/corrections/{rw.records(w, s).other_correction.correction_id}", None),
+        P.RECORD_READ,
+        404,
+    ),
+    Case(
+        "accept correction",
+        "POST",
+        lambda w, s: (f"{_c(w)}/corrections/{rw.file_correction(w, s).correction_id}/acceptance", None),
+        P.CORRECTION_DECIDE,
+    ),
+    Case(
+        "reject correction",
+        "POST",
+        lambda w, s: (
+            f"{_c(w)}/corrections/{rw.file_correction(w, s).correction_id}/rejection",
+            {"reason": "与签到表不符"},
+        ),
+        P.CORRECTION_DECIDE,
+    ),
+    Case(
+        "issue certificate",
+        "POST",
+        lambda w, s: (f"{_c(w)}/people/{cw.signed(w, s).other}/certificates", {}),
+        P.CERTIFICATE_ISSUE,
+        404,
+    ),
+    Case(
+        "issue own certificate",
+        "POST",
+        lambda w, s: (f"{_c(w)}/people/{cw.signed(w, s).own}/certificates", {}),
+        P.CERTIFICATE_ISSUE,
+        200,
+    ),
+    Case(
+        "certificates of other",
+        "GET",
+        lambda w, s: (f"{_c(w)}/people/{w.other_person}/certificates", None),
+        P.RECORD_READ,
+        404,
+    ),
+    Case(
+        "other certificate",
+        "GET",
+        lambda w, s: (f"{_c(w)}/certificates/{cw.other_certificate(w, s)}", None),
+        P.RECORD_READ,
+        404,
+    ),
+    Case(
+        "other certificate bundle",
+        "GET",
+        lambda w, s: (f"{_c(w)}/certificates/{cw.other_certificate(w, s)}/bundle", None),
+        P.RECORD_READ,
+        404,
+    ),
+    # The time bank (api/routes/timebank.py, timebank_people.py): staff who read transfers see every
+    # exchange; a volunteer sees the exchanges they are a party to, and others' are 404.
+    Case("exchanges", "GET", lambda w, s: (f"{_c(w)}/timebank/exchanges", None), P.TRANSFER_READ, 200),
+    Case(
+        "other exchange",
+        "GET",
+        lambda w, s: (f"{_c(w)}/timebank/exchanges/{tw.exchange(w, s)}", None),
+        P.TRANSFER_READ,
+        404,
+    ),
+    Case(
+        "own exchange",
+        "GET",
+        lambda w, s: (
+            f"{_c(w)}/timebank/exchanges/{tw.exchange(w, s, recipient=tw.volunteer_elder(w, s))}",
+            None,
+        ),
+        P.TRANSFER_READ,
+        200,
+    ),
+    Case(
+        "history of other exchange",
+        "GET",
+        lambda w, s: (f"{_c(w)}/timebank/exchanges/{tw.exchange(w, s)}/history", None),
+        P.TRANSFER_READ,
+        404,
+    ),
+    Case(
+        "request exchange for someone",
+        "POST",
+        lambda w, s: (
+            f"{_c(w)}/timebank/exchanges",
+            {"recipient_person_id": str(tw.elder_with_coin(w, s)), "service": "陪诊", "planned_minutes": 60},
+        ),
+        P.TIMEBANK_MANAGE,
+    ),
+    Case(
+        "request own exchange",
+        "POST",
+        lambda w, s: (
+            f"{_c(w)}/timebank/exchanges",
+            {"recipient_person_id": str(tw.volunteer_elder(w, s)), "service": "陪诊", "planned_minutes": 60},
+        ),
+        P.TIMEBANK_MANAGE,
+        200,
+    ),
+    Case(
+        "match exchange",
+        "POST",
+        lambda w, s: (
+            f"{_c(w)}/timebank/exchanges/{tw.exchange(w, s)}/match",
+            {"provider_person_id": str(tw.person(w, s, 40))},
+        ),
+        P.TIMEBANK_MANAGE,
+        404,
+    ),
+    Case(
+        "start own service",
+        "POST",
+        lambda w, s: (
+            f"{_c(w)}/timebank/exchanges/{tw.exchange(w, s, 'matched', provider=w.volunteer_person)}/start",
+            None,
+        ),
+        P.TIMEBANK_MANAGE,
+        200,
+    ),
+    Case(
+        "confirm own exchange",
+        "POST",
+        lambda w, s: (
+            f"{_c(w)}/timebank/exchanges/"
+            f"{tw.exchange(w, s, 'in_service', recipient=tw.volunteer_elder(w, s))}/confirmation",
+            {"served_minutes": 60},
+        ),
+        P.TIMEBANK_MANAGE,  # no permission confirms: only the recipient may
+        200,
+        staff=403,
+    ),
+    Case(
+        "settle other exchange",
+        "POST",
+        lambda w, s: (f"{_c(w)}/timebank/exchanges/{tw.exchange(w, s, 'confirmed')}/settlement", None),
+        P.TIMEBANK_MANAGE,
+        404,
+    ),
+    Case(
+        "cancel other exchange",
+        "POST",
+        lambda w, s: (f"{_c(w)}/timebank/exchanges/{tw.exchange(w, s)}/cancellation", {"reason": "不需要了"}),
+        P.TIMEBANK_MANAGE,
+        404,
+    ),
+    Case(
+        "dispute other exchange",
+        "POST",
+        lambda w, s: (
+            f"{_c(w)}/timebank/exchanges/{tw.exchange(w, s, 'in_service')}/dispute",
+            {"reason": "服务未完成"},
+        ),
+        P.TIMEBANK_MANAGE,
+        404,
+    ),
+    Case(
+        "resolve dispute",
+        "POST",
+        lambda w, s: (
+            f"{_c(w)}/timebank/exchanges/{tw.exchange(w, s, 'disputed')}/resolution",
+            {"resolution": "cancel"},
+        ),
+        P.TIMEBANK_MANAGE,
+        404,
+    ),
+    Case(
+        "give coins to a relative",
+        "POST",
+        lambda w, s: (
+            f"{_c(w)}/timebank/gifts",
+            {
+                "recipient_person_id": str(tw.relative(w, s, tw.volunteer_elder(w, s))),
+                "amount_coin_minutes": 30,
+            },
+        ),
+        P.TIMEBANK_MANAGE,  # no permission gives: the giver is the caller's own person
+        200,
+        staff=403,
+    ),
+    Case(
+        "relations of other",
+        "GET",
+        lambda w, s: (f"{_c(w)}/people/{w.other_person}/relations", None),
+        P.TIMEBANK_MANAGE,
+        404,
+    ),
+    Case(
+        "own relations",
+        "GET",
+        lambda w, s: (f"{_c(w)}/people/{w.volunteer_person}/relations", None),
+        P.TIMEBANK_MANAGE,
+        200,
+    ),
+    Case(
+        "record relation",
+        "POST",
+        lambda w, s: (
+            f"{_c(w)}/people/{tw.person(w, s, 40)}/relations",
+            {"relative_person_id": str(tw.person(w, s, 20)), "kind": "child"},
+        ),
+        P.TIMEBANK_MANAGE,
+    ),
+    Case(
+        "end relation",
+        "POST",
+        lambda w, s: (
+            f"{_c(w)}/people/{w.other_person}/relations/{tw.relation(w, s, w.other_person)}/ending",
+            None,
+        ),
+        P.TIMEBANK_MANAGE,
+    ),
+    Case(
+        "hardship flags of other",
+        "GET",
+        lambda w, s: (f"{_c(w)}/people/{w.other_person}/hardship-flags", None),
+        P.TIMEBANK_MANAGE,
+        404,
+    ),
+    Case(
+        "own hardship flags",
+        "GET",
+        lambda w, s: (f"{_c(w)}/people/{w.volunteer_person}/hardship-flags", None),
+        P.TIMEBANK_MANAGE,
+        200,
+    ),
+    Case(
+        "grant hardship flag",
+        "POST",
+        lambda w, s: (f"{_c(w)}/people/{tw.person(w, s, 62)}/hardship-flags", {"valid_from": "2025-01-01"}),
+        P.TIMEBANK_MANAGE,
+    ),
+    Case(
+        "revoke hardship flag",
+        "POST",
+        lambda w, s: (
+            f"{_c(w)}/people/{w.other_person}/hardship-flags/{tw.flag(w, s, w.other_person)}/revocation",
+            None,
+        ),
+        P.TIMEBANK_MANAGE,
+    ),
+    Case(
+        "cross-community of the community",
+        "GET",
+        lambda w, s: (f"{_c(w)}/timebank/cross-community", None),
+        P.COMMUNITY_READ,
+    ),
+    Case(
+        "region cross-community",
+        "GET",
+        lambda w, s: (f"/api/v1/regions/{w.region_id}/cross-community", None),
+        P.TIMEBANK_MANAGE,
+        only=frozenset({Role.REGION_ADMIN.value}),
+    ),
+    Case(
+        "switch region cross-community",
+        "POST",
+        lambda w, s: (f"/api/v1/regions/{w.region_id}/cross-community", {"enabled": False}),
+        P.TIMEBANK_MANAGE,
+        only=frozenset({Role.REGION_ADMIN.value}),
+    ),
 ]
 
 ROLES = [r.value for r in Role]
@@ -219,8 +614,12 @@ def expected(case: Case, role: str) -> int:
         return 200
     if role == "outsider":
         return 403
+    if case.only is not None:
+        return 200 if role in case.only else 403
     if role == Role.VOLUNTEER and case.volunteer is not None:
         return case.volunteer
+    if role != Role.VOLUNTEER and case.staff is not None:
+        return case.staff
     return 200 if case.permission in ROLE_PERMISSIONS[Role(role)] else 403
 
 
