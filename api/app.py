@@ -21,6 +21,7 @@ from api.routes.ledger import AccountRoutes, CommunityRoutes, TransferRoutes
 from api.routes.people import PersonRoutes
 from api.routes.record_import import RecordImportRoutes
 from api.routes.service_records import ActivityRoutes, ServiceRecordRoutes
+from api.routes.service_stars import ServiceStarRoutes
 from api.routes.settings import SettingsRoutes
 from api.routes.timebank import ExchangeRoutes
 from api.routes.timebank_people import RegionTimeBankRoutes, TimeBankPeopleRoutes
@@ -73,6 +74,7 @@ def create_app(services: Services, *, access_logging: bool = True) -> Litestar:
             UserRoutes,
             ActivityRoutes,
             ServiceRecordRoutes,
+            ServiceStarRoutes,
             RecordImportRoutes,
             RecordCorrectionRoutes,
             CorrectionRoutes,

@@ -241,6 +241,20 @@ CASES = [
     ),
     Case("records", "GET", lambda w, s: (f"{_c(w)}/service-records", None), P.RECORD_READ, 200),
     Case(
+        "own stars",
+        "GET",
+        lambda w, s: (f"{_c(w)}/people/{w.volunteer_person}/stars", None),
+        P.RECORD_READ,
+        200,
+    ),
+    Case(
+        "other's stars",
+        "GET",
+        lambda w, s: (f"{_c(w)}/people/{w.other_person}/stars", None),
+        P.RECORD_READ,
+        404,
+    ),
+    Case(
         "other record",
         "GET",
         lambda w, s: (f"{_c(w)}/service-records/{rw.records(w, s).other_record.record_id}", None),

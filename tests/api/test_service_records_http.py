@@ -23,7 +23,7 @@ from ledger.domain.units import Unit
 from ledger.services import service_posting
 from ledger.store import service_posting_repo
 from ledger.store.db import Conn
-from tests.api.conftest import Client, World
+from tests.api.conftest import Client, World, profile
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +159,24 @@ def test_scenario_4_an_accepted_correction_reverses_and_reposts(
     now = call(http, world, "volunteer", "GET", f"/service-records/{rec['record_id']}").json()
     assert (now["credited_minutes"], now["transfer_id"]) == (180, done["new_transfer_id"])
     assert (now["start_time"], now["end_time"]) == ("09:00", "11:00")  # art 7 fields stay as first recorded
+
+
+def test_stars_count_posted_minutes_only(http: Client, world: World, services: Services) -> None:
+    """Cumulative minutes and stars (default thresholds 100/300/600/1000/1500 h) from posted records."""
+    person = services.people.create(
+        world.community_id, profile("孙丽"), consent_entry=True, consent_publish=False, entered_by_self=False
+    )
+    path = f"/people/{person}/stars"
+    before = call(http, world, "social_worker", "GET", path).json()
+    assert (before["total_minutes"], before["stars"]) == (0, 0)
+    act = activity(http, world)
+    rec = record(http, world, act, person=person)  # 09:00-11:45: 150 minutes once posted
+    assert call(http, world, "social_worker", "GET", path).json()["total_minutes"] == 0  # only submitted
+    assert verify(http, world, rec).json()["state"] == "posted"
+    after = call(http, world, "activity_leader", "GET", path).json()
+    assert (after["person_id"], after["total_minutes"], after["stars"]) == (str(person), 150, 0)
+    problem(
+        call(http, world, "social_worker", "GET", f"/people/{uuid.uuid4()}/stars"),
+        404,
+        ErrorCode.PERSON_NOT_FOUND,
+    )
