@@ -89,7 +89,7 @@ def create_app(services: Services, *, access_logging: bool = True) -> Litestar:
         ],
         dependencies={
             "services": Provide(provide_services, sync_to_thread=False),
-            "principal": Provide(provide_principal, sync_to_thread=True),
+            "principal": Provide(provide_principal),
             "access": Provide(provide_access, sync_to_thread=False),
         },
         state=State({"services": services}),

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import anyio.to_thread
 from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency
@@ -83,11 +84,19 @@ def bearer_secret(request: Request[object, object, State]) -> str | None:
     return secret.strip()
 
 
-def provide_principal(request: Request[object, object, State]) -> Principal:
-    """The caller, from ``Authorization: Bearer <token>``; UNAUTHENTICATED (401) otherwise."""
+async def provide_principal(request: Request[object, object, State]) -> Principal:
+    """The caller, from ``Authorization: Bearer <token>``; UNAUTHENTICATED (401) otherwise.
+
+    A token seen in the last few seconds is answered from the identity cache on the event loop;
+    only a cache miss goes to a worker thread for its database round trip.
+    """
     secret = bearer_secret(request)
     services: NamedDependency[Services] = request.app.state.services
-    principal = services.identity.resolve(secret) if secret else None
+    principal = None
+    if secret:
+        principal = services.identity.cached(secret)
+        if principal is None:
+            principal = await anyio.to_thread.run_sync(services.identity.resolve, secret)
     if principal is None:
         raise LedgerError(ErrorCode.UNAUTHENTICATED)
     return principal
