@@ -168,9 +168,9 @@ def _claim_and_lock(conn: Conn, community_id: int, items: list[_Item]) -> _Reads
     debited = sorted({p.account_id for it in items for p in it.req.postings if p.amount < 0})
     claim = (
         community_id,
-        list(unique),
-        [it.request_hash for it in unique.values()],
-        [it.transfer_id for it in unique.values()],
+        ",".join(unique),
+        ",".join([it.request_hash.hex() for it in unique.values()]),
+        ",".join([str(it.transfer_id) for it in unique.values()]),
     )
     with conn.pipeline():
         return _Reads(
