@@ -14,7 +14,7 @@ from ledger.domain.accounts import AccountFlags
 from ledger.domain.errors import ErrorCode, LedgerError
 from ledger.domain.units import Unit
 from ledger.store import accounts_repo as sql
-from ledger.store.db import Conn
+from ledger.store.db import Conn, read_connection
 
 MAX_PAGE = 500
 
@@ -105,10 +105,8 @@ class Accounts:
         self._pool = pool
 
     def _rows(self, query: str, params: Mapping[str, object] | tuple[object, ...]) -> list[tuple[Any, ...]]:
-        with self._pool.connection() as conn:
-            rows = conn.execute(query, params).fetchall()
-            conn.rollback()
-        return rows
+        with read_connection(self._pool) as conn:  # one statement
+            return conn.execute(query, params).fetchall()
 
     def get(self, community_id: int, account_id: uuid.UUID) -> AccountView:
         rows = self._rows(sql.ACCOUNT, {"c": community_id, "a": account_id})

@@ -32,7 +32,7 @@ from ledger.domain.roles import Grant, PersonRef, Principal
 from ledger.domain.transfers import check_text
 from ledger.services.login_limiter import LoginLimiter
 from ledger.store import identity_repo as repo
-from ledger.store.db import Conn
+from ledger.store.db import Conn, read_connection
 
 __all__ = [
     "Identity",
@@ -305,7 +305,7 @@ class Identity:
             return cached
         generation = self._cache.generation
         now = self._clock()
-        with self._pool.connection() as conn:
+        with read_connection(self._pool) as conn:  # one statement
             row = repo.resolve(conn, key, datetime.fromtimestamp(now, UTC))
         if row is None:
             return None
@@ -376,7 +376,7 @@ class Identity:
         """The community's region (cached: communities never move region)."""
         region_id = self._regions.get(community_id)
         if region_id is None:
-            with self._pool.connection() as conn:
+            with read_connection(self._pool) as conn:  # one statement
                 region_id = repo.region_of(conn, community_id)
             if region_id is None:
                 raise LedgerError(ErrorCode.COMMUNITY_NOT_FOUND, community_id=community_id)

@@ -39,7 +39,7 @@ from ledger.services.batch import BatchResult, post_batch, post_group
 from ledger.services.results import BalanceView, Receipt, TransferResult
 from ledger.services.transfer_document import State, transfer_write
 from ledger.store import ledger_repo as sql
-from ledger.store.db import Conn
+from ledger.store.db import Conn, read_connection
 from ledger.store.ledger_repo import Cur
 
 
@@ -187,11 +187,11 @@ class Ledger:
     # ------------------------------------------------------------------------------------ reads
 
     def get_transfer(self, community_id: int, transfer_id: uuid.UUID) -> TransferResult:
-        with self._pool.connection() as conn:
+        with read_connection(self._pool) as conn:  # a transfer and its postings never change
             return reads.transfer_result(conn, community_id, transfer_id)
 
     def balances(self, community_id: int, account_ids: list[uuid.UUID]) -> dict[uuid.UUID, BalanceView]:
-        with self._pool.connection() as conn:
+        with read_connection(self._pool) as conn:  # one statement
             return reads.balances(conn, community_id, account_ids)
 
     def ping(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from psycopg import Connection
@@ -93,3 +95,18 @@ def open_pool(
         pool.close()
         raise
     return pool
+
+
+@contextmanager
+def read_connection(pool: ConnectionPool[Conn]) -> Iterator[Conn]:
+    """A pooled connection for reads whose statements each stand alone, in autocommit: no BEGIN
+    before and no ROLLBACK after, so a one-query read is one round trip instead of three (a
+    balance read over HTTP cost 0.45 ms of PostgreSQL CPU that way, 0.15 ms this way). Use it only
+    where every statement is consistent on its own (one query, or rows that never change)."""
+    with pool.connection() as conn:
+        conn.autocommit = True
+        try:
+            yield conn
+        finally:
+            if not conn.closed:
+                conn.autocommit = False
