@@ -23,6 +23,7 @@ from api.routes.record_import import RecordImportRoutes
 from api.routes.service_records import ActivityRoutes, ServiceRecordRoutes
 from api.routes.service_stars import ServiceStarRoutes
 from api.routes.settings import SettingsRoutes
+from api.routes.shop import ShopCatalogRoutes, ShopOrderRoutes, ShopReportRoutes
 from api.routes.timebank import ExchangeRoutes
 from api.routes.timebank_people import RegionTimeBankRoutes, TimeBankPeopleRoutes
 from api.routes.users import UserRoutes
@@ -85,6 +86,9 @@ def create_app(services: Services, *, access_logging: bool = True) -> Litestar:
             RegionTimeBankRoutes,
             AuditRoutes,
             TransferProofRoutes,
+            ShopCatalogRoutes,
+            ShopOrderRoutes,
+            ShopReportRoutes,
             MetricsController,
         ],
         dependencies={

@@ -34,6 +34,8 @@ from ledger.services.requests import IdempotentRequests
 from ledger.services.rule_settings import RuleSettings
 from ledger.services.service_corrections import ServiceCorrections
 from ledger.services.service_records import ServiceRecords
+from ledger.services.shop import Shop
+from ledger.services.shop_reports import ShopReports
 from ledger.services.timebank import TimeBank
 from ledger.services.timebank_members import TimeBankMembers
 
@@ -69,6 +71,8 @@ class Services:
     certificates: Certificates
     timebank: TimeBank  # exchanges
     timebank_members: TimeBankMembers  # relations, hardship flags, gifts, the region switch
+    shop: Shop  # points supermarket: catalog, stock, orders, pickup
+    shop_reports: ShopReports
 
 
 def provide_services(state: State) -> Services:

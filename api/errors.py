@@ -85,6 +85,10 @@ STATUS: dict[ErrorCode, int] = {
             _C.RECORDING_OVERDUE,
             _C.CORRECTION_PENDING,
             _C.RELATION_EXISTS,
+            _C.ITEM_NOT_ACTIVE,
+            _C.SCORE_GATE_NOT_MET,
+            _C.REDEMPTION_LIMIT_REACHED,
+            _C.OUT_OF_STOCK,
         ),
         HTTP_409_CONFLICT,
     ),
@@ -277,8 +281,8 @@ def problem_statuses(path: str, method: str, *, public: bool = False) -> tuple[i
     ) or path.endswith(("/accounts", "/users"))
     if method != "get" and changes_people:
         statuses.append(HTTP_410_GONE)  # PERSON_ERASED: an erased person takes part in no new change
-    if path == f"{API_PREFIX}auth/login":
-        statuses.append(HTTP_429_TOO_MANY_REQUESTS)  # RATE_LIMITED
+    if path == f"{API_PREFIX}auth/login" or path.endswith("/shop/fulfilments"):
+        statuses.append(HTTP_429_TOO_MANY_REQUESTS)  # RATE_LIMITED (logins, pickup-code checks)
     return tuple(sorted(statuses))
 
 

@@ -1,4 +1,4 @@
-"""Statement exports as CSV (UTF-8 with BOM, so that Excel opens Chinese headers) and XLSX."""
+"""Statement and report exports as CSV (UTF-8 with BOM, so that Excel opens Chinese headers) and XLSX."""
 
 from __future__ import annotations
 
@@ -48,6 +48,26 @@ def to_xlsx(lines: Iterable[StatementLine], *, title: str) -> bytes:
     sheet.append(list(HEADERS))
     for line in lines:
         sheet.append(list(_row(line)))
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def table_to_csv(headers: Iterable[str], rows: Iterable[Iterable[object]]) -> bytes:
+    """Any report table as CSV (UTF-8 with BOM, CRLF), like the statement export."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(list(headers))
+    writer.writerows(rows)
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def table_to_xlsx(headers: Iterable[str], rows: Iterable[Iterable[object]], *, title: str) -> bytes:
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet(title=title[:31])
+    sheet.append(list(headers))
+    for row in rows:
+        sheet.append(list(row))
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()

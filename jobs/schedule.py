@@ -12,6 +12,7 @@ from prometheus_client import Counter
 from jobs.checkpoints import publish_all
 from ledger.services.audit_log import AuditLog
 from ledger.services.checkpoints import Checkpoints
+from ledger.services.shop import Shop
 
 log = logging.getLogger("vledger.jobs")
 
@@ -38,8 +39,19 @@ def _counted(job: Job) -> Callable[[], None]:
     return run
 
 
-def jobs(audit: AuditLog, checkpoints: Checkpoints, *, checkpoint_interval_s: int) -> list[Job]:
-    return [Job("checkpoints", lambda: publish_all(audit, checkpoints), checkpoint_interval_s)]
+SHOP_EXPIRY_INTERVAL_S = 600  # unclaimed orders expire within ten minutes of their pickup deadline
+
+
+def jobs(
+    audit: AuditLog, checkpoints: Checkpoints, *, checkpoint_interval_s: int, shop: Shop | None = None
+) -> list[Job]:
+    schedule = [Job("checkpoints", lambda: publish_all(audit, checkpoints), checkpoint_interval_s)]
+    if shop is not None:
+        # Points-supermarket orders past their pickup deadline: hold voided, stock released.
+        schedule.append(
+            Job("shop_unclaimed_orders", shop.expire_unclaimed_everywhere, SHOP_EXPIRY_INTERVAL_S)
+        )
+    return schedule
 
 
 def start(schedule: list[Job]) -> BackgroundScheduler:

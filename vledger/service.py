@@ -37,7 +37,9 @@ def run_service(
         services = build_services(pool, settings, audit_keys=audit_keys(checkpoints))
         if demo:
             _demo(services)
-        scheduler = start_jobs(jobs(audit, checkpoints, checkpoint_interval_s=settings.checkpoint_interval_s))
+        scheduler = start_jobs(
+            jobs(audit, checkpoints, checkpoint_interval_s=settings.checkpoint_interval_s, shop=services.shop)
+        )
         bind_host, bind_port = host or settings.host, port or settings.port
         elapsed = time.perf_counter() - started
         click.echo(f"服务就绪（启动用时 {elapsed:.2f} 秒）：http://{bind_host}:{bind_port}/health")

@@ -25,6 +25,8 @@ from ledger.services.requests import IdempotentRequests
 from ledger.services.rule_settings import RuleSettings
 from ledger.services.service_corrections import ServiceCorrections
 from ledger.services.service_records import ServiceRecords
+from ledger.services.shop import Shop
+from ledger.services.shop_reports import ShopReports
 from ledger.services.timebank import TimeBank
 from ledger.services.timebank_members import TimeBankMembers, birth_dates
 from ledger.store.db import Conn
@@ -75,7 +77,8 @@ def build_services(
     communities = Communities(
         pool, origin_prefix=settings.log_origin_prefix, hot_buckets=settings.hot_account_buckets
     )
-    people = People(pool, Keyring.from_settings(settings))
+    keyring = Keyring.from_settings(settings)
+    people = People(pool, keyring)
     return Services(
         ledger=ledger,
         transfers=GroupCommit(ledger),
@@ -98,4 +101,7 @@ def build_services(
         # Birth dates for the withdrawal age are decrypted in memory only (never logged).
         timebank=TimeBank(pool, communities, birth_date_of=birth_dates(people)),
         timebank_members=TimeBankMembers(pool, ledger, communities, birth_date_of=birth_dates(people)),
+        # Pickup codes are hashed with the blind-index key under their own purpose (ledger.domain.shop).
+        shop=Shop(pool, code_key=keyring.blind_index_key),
+        shop_reports=ShopReports(pool),
     )

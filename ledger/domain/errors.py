@@ -61,6 +61,9 @@ class ErrorCode(StrEnum):
     RELATION_NOT_FOUND = "RELATION_NOT_FOUND"
     HARDSHIP_FLAG_NOT_FOUND = "HARDSHIP_FLAG_NOT_FOUND"
     CERTIFICATE_NOT_FOUND = "CERTIFICATE_NOT_FOUND"
+    ITEM_NOT_FOUND = "ITEM_NOT_FOUND"
+    ORDER_NOT_FOUND = "ORDER_NOT_FOUND"
+    PICKUP_CODE_INVALID = "PICKUP_CODE_INVALID"
     # 4. The state of what it refers to
     PENDING_ALREADY_POSTED = "PENDING_ALREADY_POSTED"
     PENDING_ALREADY_VOIDED = "PENDING_ALREADY_VOIDED"
@@ -91,6 +94,10 @@ class ErrorCode(StrEnum):
     GIFT_NOT_ALLOWED = "GIFT_NOT_ALLOWED"
     CROSS_COMMUNITY_DISABLED = "CROSS_COMMUNITY_DISABLED"
     NO_SERVICE_TO_CERTIFY = "NO_SERVICE_TO_CERTIFY"
+    ITEM_NOT_ACTIVE = "ITEM_NOT_ACTIVE"
+    SCORE_GATE_NOT_MET = "SCORE_GATE_NOT_MET"
+    REDEMPTION_LIMIT_REACHED = "REDEMPTION_LIMIT_REACHED"
+    OUT_OF_STOCK = "OUT_OF_STOCK"
     # 5. Balances
     BALANCE_OVERFLOW = "BALANCE_OVERFLOW"
     INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
@@ -144,6 +151,9 @@ MESSAGES_ZH: dict[ErrorCode, str] = {
     ErrorCode.RELATION_NOT_FOUND: "亲友关系记录不存在",
     ErrorCode.HARDSHIP_FLAG_NOT_FOUND: "困难认定记录不存在",
     ErrorCode.CERTIFICATE_NOT_FOUND: "志愿服务证明不存在",
+    ErrorCode.ITEM_NOT_FOUND: "积分超市商品不存在",
+    ErrorCode.ORDER_NOT_FOUND: "兑换订单不存在",
+    ErrorCode.PICKUP_CODE_INVALID: "取货码无效，请核对后重试",
     ErrorCode.PENDING_ALREADY_POSTED: "预留转账已入账",
     ErrorCode.PENDING_ALREADY_VOIDED: "预留转账已撤销",
     ErrorCode.PENDING_EXPIRED: "预留转账已过期",
@@ -173,6 +183,10 @@ MESSAGES_ZH: dict[ErrorCode, str] = {
     ErrorCode.GIFT_NOT_ALLOWED: "时间币只能赠与规定范围内的亲友",
     ErrorCode.CROSS_COMMUNITY_DISABLED: "本街道未开通时间币跨社区通存通兑",
     ErrorCode.NO_SERVICE_TO_CERTIFY: "所选期间没有已入账的志愿服务时长，无法出具证明",
+    ErrorCode.ITEM_NOT_ACTIVE: "该商品当前不可兑换",
+    ErrorCode.SCORE_GATE_NOT_MET: "本户积分未达到兑换要求",
+    ErrorCode.REDEMPTION_LIMIT_REACHED: "本期兑换次数或数量已达上限",
+    ErrorCode.OUT_OF_STOCK: "商品库存不足",
     ErrorCode.BALANCE_OVERFLOW: "余额超出允许范围",
     ErrorCode.INSUFFICIENT_FUNDS: "余额不足",
 }

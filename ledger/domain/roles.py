@@ -62,6 +62,9 @@ class Permission(StrEnum):
     CORRECTION_DECIDE = "correction:decide"  # accept or reject volunteers' correction requests
     CERTIFICATE_ISSUE = "certificate:issue"  # issue certificates for any volunteer of the community
     TIMEBANK_MANAGE = "timebank:manage"  # match exchanges, resolve disputes, relations, hardship flags
+    SHOP_CATALOG = "shop:catalog"  # points supermarket: items, prices, limits, restock and write-off
+    SHOP_FULFIL = "shop:fulfil"  # hand over orders by pickup code; see every order of the community
+    SHOP_REPORT = "shop:report"  # redemption, stock and funding reports and their exports
 
 
 _READS = frozenset(
@@ -100,10 +103,12 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.SETTINGS_READ,
         }
     ),
-    Role.SHOP_CLERK: frozenset({Permission.COMMUNITY_READ, Permission.SETTINGS_READ}),
+    Role.SHOP_CLERK: frozenset(
+        {Permission.COMMUNITY_READ, Permission.SETTINGS_READ, Permission.SHOP_FULFIL, Permission.SHOP_REPORT}
+    ),
     Role.COMMUNITY_ADMIN: _ADMIN,
     Role.REGION_ADMIN: _ADMIN,
-    Role.AUDITOR: _READS | {Permission.STATEMENT_EXPORT, Permission.LOG_ENTRIES_READ},
+    Role.AUDITOR: _READS | {Permission.STATEMENT_EXPORT, Permission.LOG_ENTRIES_READ, Permission.SHOP_REPORT},
 }
 
 

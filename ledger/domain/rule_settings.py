@@ -156,6 +156,9 @@ PARAMS: Final[Mapping[str, Param]] = MappingProxyType(
         "redemption_requires_pass_mark": _flag(
             False, _PS, "Only households at or over the score pass mark may redeem (some villages)."
         ),
+        "order_pickup_days": _int(
+            14, "days", _PS, "An order not collected within this many days expires" + _CHOSEN + ".", 1, 365
+        ),
         # -- points expiry --
         "points_expiry_policy": _choice(
             "period_end",

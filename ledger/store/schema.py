@@ -6,6 +6,7 @@ from ledger.store import (
     certificate_tables,  # noqa: F401 - registers its tables in the metadata
     people_tables,
     service_record_tables,  # noqa: F401 - registers its tables in the metadata
+    shop_tables,  # noqa: F401 - registers its tables in the metadata
     tables,
     timebank_tables,
 )

@@ -23,8 +23,10 @@ from api.deps import Services
 from ledger.audit.checkpoint import Checkpoint, sign_checkpoint
 from ledger.audit.note import Signer
 from ledger.domain.roles import ROLE_PERMISSIONS, Permission, Role
+from ledger.domain.shop import FundingSource, ItemSpec
 from ledger.domain.transfers import Posting, TransferRequest
 from ledger.domain.units import Unit
+from ledger.services.shop import PlacedOrder
 from tests.api.conftest import Client, World, profile
 
 _counter = itertools.count(1)
@@ -81,6 +83,30 @@ def _transfer_body(w: World) -> dict[str, object]:
             {"account_id": str(w.other_account), "unit": "points", "amount": 1},
         ],
     }
+
+
+def _shop_item(w: World, s: Services) -> uuid.UUID:
+    item = s.shop.create_item(
+        w.community_id,
+        ItemSpec("洗衣液", 1, 1500, FundingSource.DONOR, "村委会"),
+        actor_id=w.user_ids["community_admin"],
+        stock=100,
+    )
+    return item.item_id
+
+
+def _other_order(w: World, s: Services) -> PlacedOrder:
+    return s.shop.place_order(
+        w.community_id,
+        w.other_person,
+        _shop_item(w, s),
+        idempotency_key=f"shop-{next(_counter)}",
+        actor_id=w.user_ids["community_admin"],
+    )
+
+
+_ITEM_BODY = {"name": "大米 10kg", "price_points": 40, "reference_value_fen": 6000,
+              "funding_source": "village_collective", "pickup_point": "村委会"}  # fmt: skip
 
 
 P = Permission
@@ -617,6 +643,69 @@ CASES = [
         lambda w, s: (f"/api/v1/regions/{w.region_id}/cross-community", {"enabled": False}),
         P.TIMEBANK_MANAGE,
         only=frozenset({Role.REGION_ADMIN.value}),
+    ),
+    # Points supermarket (shop:catalog, shop:fulfil, shop:report); ordering is a volunteer's own act.
+    Case("shop items", "GET", lambda w, s: (f"{_c(w)}/shop/items", None), P.COMMUNITY_READ),
+    Case("shop item", "GET", lambda w, s: (f"{_c(w)}/shop/items/{_shop_item(w, s)}", None), P.COMMUNITY_READ),
+    Case("create shop item", "POST", lambda w, s: (f"{_c(w)}/shop/items", _ITEM_BODY), P.SHOP_CATALOG),
+    Case(
+        "update shop item",
+        "PUT",
+        lambda w, s: (f"{_c(w)}/shop/items/{_shop_item(w, s)}", _ITEM_BODY),
+        P.SHOP_CATALOG,
+    ),
+    Case(
+        "restock",
+        "POST",
+        lambda w, s: (f"{_c(w)}/shop/items/{_shop_item(w, s)}/restock", {"quantity": 5}),
+        P.SHOP_CATALOG,
+    ),
+    Case(
+        "write off",
+        "POST",
+        lambda w, s: (f"{_c(w)}/shop/items/{_shop_item(w, s)}/write-off", {"quantity": 1, "note": "破损"}),
+        P.SHOP_CATALOG,
+    ),
+    Case(
+        "place shop order",
+        "POST",
+        lambda w, s: (f"{_c(w)}/shop/orders", {"item_id": str(_shop_item(w, s))}),
+        P.COMMUNITY_READ,
+        only=frozenset({Role.VOLUNTEER.value}),
+    ),
+    Case("shop orders", "GET", lambda w, s: (f"{_c(w)}/shop/orders", None), P.SHOP_FULFIL, volunteer=200),
+    Case(
+        "other shop order",
+        "GET",
+        lambda w, s: (f"{_c(w)}/shop/orders/{_other_order(w, s).order.order_id}", None),
+        P.SHOP_FULFIL,
+        404,
+    ),
+    Case(
+        "cancel other shop order",
+        "POST",
+        lambda w, s: (f"{_c(w)}/shop/orders/{_other_order(w, s).order.order_id}/cancellation", None),
+        P.SHOP_FULFIL,
+        404,
+    ),
+    Case(
+        "fulfil by pickup code",
+        "POST",
+        lambda w, s: (f"{_c(w)}/shop/fulfilments", {"code": _other_order(w, s).pickup_code}),
+        P.SHOP_FULFIL,
+    ),
+    Case("redemption report", "GET", lambda w, s: (f"{_c(w)}/shop/reports/redemptions", None), P.SHOP_REPORT),
+    Case(
+        "stock report csv",
+        "GET",
+        lambda w, s: (f"{_c(w)}/shop/reports/stock?format=csv", None),
+        P.SHOP_REPORT,
+    ),
+    Case(
+        "funding report xlsx",
+        "GET",
+        lambda w, s: (f"{_c(w)}/shop/reports/funding?format=xlsx", None),
+        P.SHOP_REPORT,
     ),
 ]
 

@@ -382,6 +382,11 @@ def test_runtime_role_privileges(owner: Conn) -> None:
         # Certificates (migration 0011): append-only; the status is derived from supersessions.
         "certificate": append_only,
         "certificate_supersession": append_only,
+        # Points supermarket (migration 0012): column-level UPDATE grants are checked below.
+        "shop_item": append_only,
+        "shop_order": append_only,
+        "shop_stock_movement": append_only,
+        "shop_order_event": append_only,
     }
     column_updates = owner.execute(
         """
@@ -390,7 +395,7 @@ def test_runtime_role_privileges(owner: Conn) -> None:
         WHERE c.relname IN ('app_user', 'auth_token', 'role_grant', 'household', 'household_member',
                             'api_idempotency', 'log_tree', 'log_checkpoint', 'service_record',
                             'service_correction', 'region', 'timebank_exchange', 'person_relation',
-                            'hardship_flag')
+                            'hardship_flag', 'shop_item', 'shop_order')
           AND has_column_privilege(%s, c.oid, a.attnum, 'UPDATE')
         GROUP BY c.relname
         """,
@@ -468,6 +473,32 @@ def test_runtime_role_privileges(owner: Conn) -> None:
         ),
         "person_relation": ["ended_at", "ended_by"],
         "hardship_flag": ["revoked_at", "revoked_by"],
+        # Points supermarket (migration 0012): catalog terms and stock counters; an order's state
+        # and what closed it (its terms are fixed, and a trigger lets the state move once).
+        "shop_item": sorted(
+            [
+                "name",
+                "description",
+                "price_points",
+                "reference_value_fen",
+                "funding_source",
+                "pickup_point",
+                "limit_scope",
+                "limit_quantity",
+                "limit_period",
+                "once_per_period",
+                "min_household_score_points",
+                "active_from",
+                "active_until",
+                "active",
+                "stock_available",
+                "stock_reserved",
+                "updated_at",
+            ]
+        ),
+        "shop_order": sorted(
+            ["state", "resolve_transfer_id", "expiry_transfer_id", "expired_points", "closed_at", "closed_by"]
+        ),
     }
     columns = owner.execute(
         "SELECT attname FROM pg_attribute WHERE attrelid = 'idempotency'::regclass AND attnum > 0 "

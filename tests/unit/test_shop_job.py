@@ -1,0 +1,27 @@
+"""The schedule runs the unclaimed-order expiry when given the shop service."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from jobs.schedule import SHOP_EXPIRY_INTERVAL_S, jobs
+
+
+class _FakeShop:
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def expire_unclaimed_everywhere(self, *, limit: int = 500) -> int:
+        self.runs += 1
+        return 0
+
+
+def test_the_schedule_holds_the_shop_expiry_job_only_with_a_shop() -> None:
+    audit, checkpoints = cast(Any, object()), cast(Any, object())
+    assert [j.name for j in jobs(audit, checkpoints, checkpoint_interval_s=60)] == ["checkpoints"]
+    shop = _FakeShop()
+    schedule = jobs(audit, checkpoints, checkpoint_interval_s=60, shop=cast(Any, shop))
+    job = next(j for j in schedule if j.name == "shop_unclaimed_orders")
+    assert job.every_s == SHOP_EXPIRY_INTERVAL_S
+    job.run()
+    assert shop.runs == 1
