@@ -12,6 +12,7 @@ from prometheus_client import Counter
 from jobs.checkpoints import publish_all
 from ledger.services.audit_log import AuditLog
 from ledger.services.checkpoints import Checkpoints
+from ledger.services.points_expiry import PointsExpiry
 from ledger.services.shop import Shop
 
 log = logging.getLogger("vledger.jobs")
@@ -40,10 +41,16 @@ def _counted(job: Job) -> Callable[[], None]:
 
 
 SHOP_EXPIRY_INTERVAL_S = 600  # unclaimed orders expire within ten minutes of their pickup deadline
+POINTS_EXPIRY_INTERVAL_S = 3600  # points in expired lots leave within an hour of the expiry instant
 
 
 def jobs(
-    audit: AuditLog, checkpoints: Checkpoints, *, checkpoint_interval_s: int, shop: Shop | None = None
+    audit: AuditLog,
+    checkpoints: Checkpoints,
+    *,
+    checkpoint_interval_s: int,
+    shop: Shop | None = None,
+    expiry: PointsExpiry | None = None,
 ) -> list[Job]:
     schedule = [Job("checkpoints", lambda: publish_all(audit, checkpoints), checkpoint_interval_s)]
     if shop is not None:
@@ -51,6 +58,9 @@ def jobs(
         schedule.append(
             Job("shop_unclaimed_orders", shop.expire_unclaimed_everywhere, SHOP_EXPIRY_INTERVAL_S)
         )
+    if expiry is not None:
+        # Points left in lots whose expiry has passed go to each community's expiry sink.
+        schedule.append(Job("points_expiry", expiry.run_everywhere, POINTS_EXPIRY_INTERVAL_S))
     return schedule
 
 

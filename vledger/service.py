@@ -15,6 +15,7 @@ from jobs.schedule import start as start_jobs
 from ledger.config import Settings
 from ledger.services.audit_log import AuditLog
 from ledger.services.demo import DEMO_PASSWORD, DEMO_USERS, DEMO_VOLUNTEER, find_demo, seed_demo
+from ledger.services.points_expiry import PointsExpiry
 from ledger.store.db import open_pool
 from vledger.wiring import audit_keys, build_checkpoints, build_services
 
@@ -37,8 +38,15 @@ def run_service(
         services = build_services(pool, settings, audit_keys=audit_keys(checkpoints))
         if demo:
             _demo(services)
+        expiry = PointsExpiry(pool, services.ledger, services.communities)
         scheduler = start_jobs(
-            jobs(audit, checkpoints, checkpoint_interval_s=settings.checkpoint_interval_s, shop=services.shop)
+            jobs(
+                audit,
+                checkpoints,
+                checkpoint_interval_s=settings.checkpoint_interval_s,
+                shop=services.shop,
+                expiry=expiry,
+            )
         )
         bind_host, bind_port = host or settings.host, port or settings.port
         elapsed = time.perf_counter() - started
