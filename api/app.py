@@ -101,6 +101,7 @@ def create_app(services: Services, *, access_logging: bool = True) -> Litestar:
         openapi_config=openapi_config(),
         middleware=[PROMETHEUS.middleware, *([access_log] if access_logging else [])],
         logging_config=None,  # the process configures logging (JSON lines, vledger.service)
+        on_shutdown=[services.account_reads.close],  # this event loop's asyncio pool
     )
     # The document is built once, here, with every route registered; the error responses are added
     # to it in one place rather than on each handler.

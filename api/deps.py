@@ -19,6 +19,7 @@ from litestar.params import FromPath
 
 from ledger.domain.errors import ErrorCode, LedgerError
 from ledger.domain.roles import Permission, Principal
+from ledger.services.account_reads import AsyncAccountReads
 from ledger.services.accounts import Accounts, AccountView
 from ledger.services.activities import Activities
 from ledger.services.audit_log import AuditLog
@@ -53,6 +54,7 @@ class AuditKeys:
 @dataclass(frozen=True, slots=True)
 class Services:
     ledger: Ledger
+    account_reads: AsyncAccountReads  # the balance route's reads, on the event loop
     transfers: GroupCommit  # single-phase transfers, grouped with concurrent requests' (same outcomes)
     accounts: Accounts
     communities: Communities
@@ -156,6 +158,17 @@ class Access:
         if self.owns(community_id, view):
             return view
         raise LedgerError(ErrorCode.ACCOUNT_NOT_FOUND, account_id=str(account_id))
+
+    async def account_async(
+        self, community_id: int, account_id: uuid.UUID, permission: Permission
+    ) -> AccountView:
+        """``account`` from the event loop: staff whose permission is known without the database
+        read on the asyncio pool; anyone else (a volunteer's ownership check) goes through
+        ``account`` on a worker thread."""
+        region = self._services.identity.cached_region(community_id)
+        if region is not None and self.principal.can(permission, community_id, region):
+            return await self._services.account_reads.get(community_id, account_id)
+        return await anyio.to_thread.run_sync(self.account, community_id, account_id, permission)
 
     def require_transfer(self, community_id: int, transfer_id: uuid.UUID) -> None:
         """Staff with TRANSFER_READ, or a volunteer whose own (or household's) account the transfer

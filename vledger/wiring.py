@@ -9,6 +9,7 @@ from ledger.audit.signer import CheckpointSigner
 from ledger.audit.witness import HttpWitness, WitnessClient
 from ledger.config import Settings
 from ledger.privacy.keyring import Keyring
+from ledger.services.account_reads import AsyncAccountReads
 from ledger.services.accounts import Accounts
 from ledger.services.activities import Activities
 from ledger.services.audit_log import AuditLog
@@ -81,6 +82,7 @@ def build_services(
     people = People(pool, keyring)
     return Services(
         ledger=ledger,
+        account_reads=AsyncAccountReads(pool.conninfo if isinstance(pool.conninfo, str) else pool.conninfo()),
         transfers=GroupCommit(ledger),
         accounts=Accounts(pool),
         communities=communities,

@@ -75,7 +75,7 @@ class CommunityView:
     created_at: datetime
 
 
-def _account(row: tuple[Any, ...]) -> AccountView:
+def account_view(row: tuple[Any, ...]) -> AccountView:
     return AccountView(
         row[0],
         str(row[1]),
@@ -112,7 +112,7 @@ class Accounts:
         rows = self._rows(sql.ACCOUNT, {"c": community_id, "a": account_id})
         if not rows:
             raise LedgerError(ErrorCode.ACCOUNT_NOT_FOUND, account_id=str(account_id))
-        return _account(rows[0])
+        return account_view(rows[0])
 
     def find(
         self,
@@ -132,7 +132,7 @@ class Accounts:
             "unit": None if unit is None else str(unit),
             "limit": _limit(limit),
         }
-        return [_account(r) for r in self._rows(sql.ACCOUNTS, params)]
+        return [account_view(r) for r in self._rows(sql.ACCOUNTS, params)]
 
     def statement(
         self,

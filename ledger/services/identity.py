@@ -372,6 +372,10 @@ class Identity:
         with self._pool.connection() as conn:
             return repo.active_grants(conn, user_id)
 
+    def cached_region(self, community_id: int) -> int | None:
+        """The community's region if ``region_of`` has looked it up before (no database), else None."""
+        return self._regions.get(community_id)
+
     def region_of(self, community_id: int) -> int:
         """The community's region (cached: communities never move region)."""
         region_id = self._regions.get(community_id)

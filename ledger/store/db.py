@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from psycopg import Connection
+from psycopg import AsyncConnection, Connection
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from sqlalchemy.engine import URL
 
 # The runtime role created by migrations 0001/0002: SELECT everywhere, INSERT on the append-only
@@ -58,15 +58,22 @@ def app_conninfo(owner_url: str, app_url: str | None = None) -> str:
     return make_conninfo(**params)
 
 
-def check_runtime_role(conn: Conn) -> None:
-    """Fail unless the session is the app role and cannot become anyone else."""
-    row = conn.execute(
-        "SELECT session_user, current_user, r.rolsuper, r.rolbypassrls,"
-        " EXISTS (SELECT FROM pg_auth_members m WHERE m.member = r.oid)"
-        " FROM pg_roles r WHERE r.rolname = session_user"
-    ).fetchone()
+# Who the session is, and whether it could become anyone else.
+_ROLE_CHECK = (
+    "SELECT session_user, current_user, r.rolsuper, r.rolbypassrls,"
+    " EXISTS (SELECT FROM pg_auth_members m WHERE m.member = r.oid)"
+    " FROM pg_roles r WHERE r.rolname = session_user"
+)
+
+
+def _require_runtime_role(row: tuple[Any, ...] | None) -> None:
     if row is None or row[0] != APP_ROLE or row[1] != APP_ROLE or any(row[2:]):
         raise RuntimeRoleError(f"runtime connections must log in as {APP_ROLE} with no other role")
+
+
+def check_runtime_role(conn: Conn) -> None:
+    """Fail unless the session is the app role and cannot become anyone else."""
+    _require_runtime_role(conn.execute(_ROLE_CHECK).fetchone())
     conn.rollback()
 
 
@@ -110,3 +117,30 @@ def read_connection(pool: ConnectionPool[Conn]) -> Iterator[Conn]:
         finally:
             if not conn.closed:
                 conn.autocommit = False
+
+
+AsyncConn = AsyncConnection[TupleRow]
+
+
+async def open_async_pool(
+    conninfo: str, *, min_size: int = 1, max_size: int = 8, name: str = "vledger-async"
+) -> AsyncConnectionPool[AsyncConn]:
+    """An asyncio pool of runtime-role connections in autocommit, for one-statement reads served on
+    the event loop (no worker-thread hop); the same role check as ``open_pool``."""
+    pool: AsyncConnectionPool[AsyncConn] = AsyncConnectionPool(
+        conninfo,
+        min_size=min_size,
+        max_size=max_size,
+        name=name,
+        open=False,
+        kwargs={"prepare_threshold": 0, "autocommit": True},
+    )
+    await pool.open(wait=True, timeout=30)
+    try:
+        async with pool.connection() as conn:
+            cur = await conn.execute(_ROLE_CHECK)
+            _require_runtime_role(await cur.fetchone())
+    except BaseException:
+        await pool.close()
+        raise
+    return pool
