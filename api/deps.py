@@ -159,6 +159,15 @@ class Access:
             return view
         raise LedgerError(ErrorCode.ACCOUNT_NOT_FOUND, account_id=str(account_id))
 
+    async def require_async(self, permission: Permission, community_id: int) -> None:
+        """``require`` from the event loop: answered without a thread when the community's region
+        is cached (it nearly always is); otherwise ``require`` runs on a worker thread."""
+        region = self._services.identity.cached_region(community_id)
+        if region is None:
+            await anyio.to_thread.run_sync(self.require, permission, community_id)
+        elif not self.principal.can(permission, community_id, region):
+            raise LedgerError(ErrorCode.FORBIDDEN, permission=str(permission))
+
     async def account_async(
         self, community_id: int, account_id: uuid.UUID, permission: Permission
     ) -> AccountView:

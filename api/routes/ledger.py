@@ -274,8 +274,8 @@ class TransferRoutes(Controller):
     path = "/api/v1/communities/{community_id:int}/transfers"
     tags = ("transfers",)
 
-    @post("/", sync_to_thread=True, summary="记账（手工发放、调整）", responses={200: REPLAY})
-    def post_transfer(
+    @post("/", summary="记账（手工发放、调整）", responses={200: REPLAY})
+    async def post_transfer(
         self,
         community_id: FromPath[int],
         data: JSONBody[TransferIn],
@@ -283,7 +283,7 @@ class TransferRoutes(Controller):
         services: NamedDependency[Services],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[TransferOut]:
-        access.require(Permission.TRANSFER_POST, community_id)
+        await access.require_async(Permission.TRANSFER_POST, community_id)
         request = TransferRequest(
             community_id,
             data.kind,
@@ -303,7 +303,8 @@ class TransferRoutes(Controller):
             timeout_us=None if data.timeout_s is None else data.timeout_s * 1_000_000,
             metadata=data.metadata,
         )
-        result = services.transfers.transfer(request)
+        # Grouped with concurrent posts; awaited on the event loop (no worker thread parked).
+        result = await services.transfers.transfer_async(request)
         return _transfer_response(result)
 
     @get("/{transfer_id:uuid}", sync_to_thread=True, summary="转账详情")

@@ -14,10 +14,15 @@ whole. Pending, post and void requests are not grouped.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import anyio.to_thread
 
 from ledger.domain.errors import LedgerError
 from ledger.domain.transfers import Phase, TransferRequest
@@ -38,6 +43,15 @@ class _Waiter:
     request: TransferRequest
     done: threading.Event = field(default_factory=threading.Event)
     outcome: TransferResult | BaseException | None = None
+    notify: Callable[[], object] | None = None  # an asyncio caller's wake-up, run by the writer
+
+
+def _answer(waiter: _Waiter) -> TransferResult:
+    outcome = waiter.outcome
+    if isinstance(outcome, BaseException):
+        raise outcome
+    assert outcome is not None
+    return outcome
 
 
 class GroupCommit:
@@ -61,7 +75,29 @@ class GroupCommit:
         if request.phase is not Phase.SINGLE:
             return self._ledger.transfer(request)
         waiter = _Waiter(request)
-        community_id = request.community_id
+        self._enqueue(waiter)
+        waiter.done.wait()
+        return _answer(waiter)
+
+    async def transfer_async(self, request: TransferRequest) -> TransferResult:
+        """``transfer`` for a caller on an event loop: it awaits its outcome instead of parking a
+        worker thread (the writer thread wakes the loop when the group is written)."""
+        if request.phase is not Phase.SINGLE:
+            return await anyio.to_thread.run_sync(self._ledger.transfer, request)
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        waiter = _Waiter(request, notify=lambda: loop.call_soon_threadsafe(wake))
+        self._enqueue(waiter)
+        await woken
+        return _answer(waiter)
+
+    def _enqueue(self, waiter: _Waiter) -> None:
+        community_id = waiter.request.community_id
         with self._lock:
             if self._closed:
                 raise RuntimeError("the group-commit writer is closed")
@@ -73,12 +109,6 @@ class GroupCommit:
         if start:
             name = f"vledger-group-commit-{community_id}"
             threading.Thread(target=self._drain, args=(community_id, queue), name=name, daemon=True).start()
-        waiter.done.wait()
-        outcome = waiter.outcome
-        if isinstance(outcome, BaseException):
-            raise outcome
-        assert outcome is not None
-        return outcome
 
     def close(self) -> None:
         """Refuse new requests (those already queued are still written)."""
@@ -105,3 +135,6 @@ class GroupCommit:
         for i, waiter in enumerate(group):
             waiter.outcome = failure if outcomes is None else outcomes[i]
             waiter.done.set()
+            if waiter.notify is not None:
+                with contextlib.suppress(RuntimeError):  # the caller's event loop has closed
+                    waiter.notify()

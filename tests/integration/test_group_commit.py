@@ -4,6 +4,7 @@ invariants hold afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -205,4 +206,39 @@ def test_groups_and_single_transfers_on_one_hot_account_never_deadlock(
     ][:3]
     iss = community.system_accounts[(SystemAccount.ISSUANCE, Unit.POINTS)]
     assert ledger.balance(community.community_id, iss).posted == -12 * per_thread
+    _clean(pool, community.community_id)
+
+
+def test_event_loop_callers_await_their_own_outcomes(
+    pool: ConnectionPool[Conn], community: CommunityInfo, open_member: OpenMember
+) -> None:
+    """transfer_async: callers on an event loop are grouped like threads and each gets its own
+    outcome; a pending request goes to the single path on a worker thread."""
+    ledger = _GatedLedger(pool, 9)
+    group = GroupCommit(ledger)
+    members = [open_member() for _ in range(10)]
+    requests = [_award(community, m, amount=i + 1) for i, m in enumerate(members)]
+    requests[3] = _pay(community, members[0], members[3], 50)  # members[0] has nothing: fails alone
+    requests[9] = TransferRequest(
+        community.community_id,
+        "hold",
+        _award(community, members[9]).postings,
+        "hold-async",
+        phase=Phase.PENDING,
+    )
+
+    async def main() -> list[TransferResult | BaseException]:
+        for _ in range(9):  # the nine single-phase requests queue before the first group is written
+            ledger.arrived()
+        return await asyncio.gather(*(group.transfer_async(r) for r in requests), return_exceptions=True)
+
+    outcomes = asyncio.run(main())
+    assert max(ledger.sizes) > 1 and sum(ledger.sizes) == 9
+    for i, outcome in enumerate(outcomes):
+        if i == 3:
+            assert isinstance(outcome, LedgerError) and outcome.code is ErrorCode.INSUFFICIENT_FUNDS
+        else:
+            assert isinstance(outcome, TransferResult) and not outcome.replayed, outcome
+    assert outcomes[9].phase == "pending"  # type: ignore[union-attr]
+    assert [ledger.balance(community.community_id, m).posted for m in members[:3]] == [1, 2, 3]
     _clean(pool, community.community_id)
