@@ -115,6 +115,11 @@ class Access:
         self._services = services
         self.principal = principal
 
+    @property
+    def services(self) -> Services:
+        """The services, for hot handlers that take only ``access`` (one dependency batch less)."""
+        return self._services
+
     def region(self, community_id: FromPath[int]) -> int:
         return self._services.identity.region_of(community_id)  # COMMUNITY_NOT_FOUND (404)
 
@@ -191,5 +196,8 @@ class Access:
             raise LedgerError(ErrorCode.TRANSFER_NOT_FOUND, transfer_id=str(transfer_id))
 
 
-def provide_access(services: NamedDependency[Services], principal: NamedDependency[Principal]) -> Access:
+def provide_access(request: Request[object, object, State], principal: NamedDependency[Principal]) -> Access:
+    # The services come from the application state, not as a dependency: with the principal as the
+    # only dependency at its level, Litestar resolves it directly instead of in a task group.
+    services: NamedDependency[Services] = request.app.state.services
     return Access(services, principal)

@@ -280,7 +280,6 @@ class TransferRoutes(Controller):
         community_id: FromPath[int],
         data: JSONBody[TransferIn],
         access: NamedDependency[Access],
-        services: NamedDependency[Services],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[TransferOut]:
         await access.require_async(Permission.TRANSFER_POST, community_id)
@@ -304,7 +303,7 @@ class TransferRoutes(Controller):
             metadata=data.metadata,
         )
         # Grouped with concurrent posts; awaited on the event loop (no worker thread parked).
-        result = await services.transfers.transfer_async(request)
+        result = await access.services.transfers.transfer_async(request)
         return _transfer_response(result)
 
     @get("/{transfer_id:uuid}", sync_to_thread=True, summary="转账详情")
