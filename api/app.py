@@ -11,6 +11,7 @@ from litestar.openapi.spec import Components, OpenAPI, SecurityScheme
 
 from api.deps import Services, provide_access, provide_principal, provide_services
 from api.errors import HANDLERS, document_problems
+from api.fastpath import balance_fast_path
 from api.observability import PROMETHEUS, MetricsController, access_log
 from api.routes.audit import AuditRoutes, TransferProofRoutes
 from api.routes.auth import login, logout, me
@@ -58,7 +59,14 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
-def create_app(services: Services, *, access_logging: bool = True) -> Litestar:
+async def close_async_reads(app: Litestar) -> None:
+    """Shutdown hook: close the asyncio pool the balance reads opened on this event loop."""
+    services: Services | None = app.state.services
+    if services is not None:
+        await services.account_reads.close()
+
+
+def create_app(services: Services, *, access_logging: bool = True, fast_paths: bool = True) -> Litestar:
     app = Litestar(
         route_handlers=[
             health,
@@ -99,9 +107,13 @@ def create_app(services: Services, *, access_logging: bool = True) -> Litestar:
         state=State({"services": services}),
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
         openapi_config=openapi_config(),
-        middleware=[PROMETHEUS.middleware, *([access_log] if access_logging else [])],
+        middleware=[
+            PROMETHEUS.middleware,
+            *([access_log] if access_logging else []),
+            *([balance_fast_path] if fast_paths else []),  # innermost: after routing, inside metrics
+        ],
         logging_config=None,  # the process configures logging (JSON lines, vledger.service)
-        on_shutdown=[services.account_reads.close],  # this event loop's asyncio pool
+        on_shutdown=[close_async_reads],
     )
     # The document is built once, here, with every route registered; the error responses are added
     # to it in one place rather than on each handler.
