@@ -14,7 +14,14 @@ from jobs.schedule import jobs
 from jobs.schedule import start as start_jobs
 from ledger.config import Settings
 from ledger.services.audit_log import AuditLog
-from ledger.services.demo import DEMO_PASSWORD, DEMO_USERS, DEMO_VOLUNTEER, find_demo, seed_demo
+from ledger.services.demo import (
+    DEMO_PASSWORD,
+    DEMO_USERS,
+    DEMO_VOLUNTEER,
+    DemoExtras,
+    find_demo,
+    seed_demo,
+)
 from ledger.services.points_expiry import PointsExpiry
 from ledger.store.db import open_pool
 from vledger.wiring import audit_keys, build_checkpoints, build_services
@@ -62,7 +69,10 @@ def run_service(
 def _demo(services: Services) -> None:
     community_id = find_demo(services.communities)
     if community_id is None:
-        community_id = seed_demo(services.communities, services.ledger, services.people, services.identity)
+        extras = DemoExtras(services.activities, services.records, services.shop)
+        community_id = seed_demo(
+            services.communities, services.ledger, services.people, services.identity, extras=extras
+        )
         click.echo(f"已创建演示社区「幸福社区」，社区编号 {community_id}")
     else:
         click.echo(f"演示社区已存在，社区编号 {community_id}")

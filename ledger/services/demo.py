@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+import uuid
+from dataclasses import dataclass
 from datetime import date
 
 from ledger.domain.accounts import AccountSpec, OwnerKind, SystemAccount, member_account_flags
@@ -10,13 +12,26 @@ from ledger.domain.people import PersonProfile
 from ledger.domain.roles import Grant, PersonRef, Role
 from ledger.domain.transfers import Phase, Posting, TransferRequest
 from ledger.domain.units import Unit
+from ledger.services.activities import Activities
 from ledger.services.communities import Communities
+from ledger.services.demo_activity import seed_activity_and_shop
 from ledger.services.identity import Identity
 from ledger.services.ledger import Ledger
 from ledger.services.people import People
+from ledger.services.service_records import ServiceRecords
+from ledger.services.shop import Shop
 
 DEMO_REGION = "demo-region"
 DEMO_COMMUNITY = "demo"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoExtras:
+    """The services the demo's service records and catalog item are made with."""
+
+    activities: Activities
+    records: ServiceRecords
+    shop: Shop
 
 
 def find_demo(communities: Communities) -> int | None:
@@ -25,7 +40,13 @@ def find_demo(communities: Communities) -> int | None:
 
 # Demo sign-ins, printed by ``vledger serve --demo`` and listed in the README. Demo data only.
 DEMO_PASSWORD = "vledger-demo"  # noqa: S105 - a published demo credential, not a secret
-DEMO_USERS = (("admin", Role.COMMUNITY_ADMIN), ("worker", Role.SOCIAL_WORKER), ("auditor", Role.AUDITOR))
+DEMO_USERS = (
+    ("admin", Role.COMMUNITY_ADMIN),
+    ("worker", Role.SOCIAL_WORKER),
+    ("leader", Role.ACTIVITY_LEADER),
+    ("clerk", Role.SHOP_CLERK),
+    ("auditor", Role.AUDITOR),
+)
 DEMO_VOLUNTEER = "volunteer"
 _SURNAMES = "王李张刘陈杨黄赵吴周"
 _GIVEN = ("芳", "伟", "敏", "静", "强", "磊", "洋", "艳", "勇", "军")
@@ -39,9 +60,11 @@ def seed_demo(
     *,
     members: int = 20,
     now_us: int | None = None,
+    extras: DemoExtras | None = None,
 ) -> int:
     """Create 演示街道 / 幸福社区: ``members`` volunteers (encrypted profiles, consent recorded),
-    service credited, some points reserved for an order, and sign-ins for each kind of user."""
+    service credited, some points reserved for an order, and sign-ins for each kind of user; with
+    ``extras``, also an activity with service records and a points-supermarket item."""
     region_id = communities.create_region(DEMO_REGION, "演示街道")
     info = communities.create_community(region_id, DEMO_COMMUNITY, "幸福社区")
     cid = info.community_id
@@ -63,8 +86,9 @@ def seed_demo(
         )
         for i in range(members)
     ]
+    user_ids: dict[str, uuid.UUID] = {}
     for username, role in DEMO_USERS:
-        user_id = identity.create_user(username, DEMO_PASSWORD)
+        user_id = user_ids[username] = identity.create_user(username, DEMO_PASSWORD)
         identity.grant(user_id, Grant(role, community_id=cid))
     volunteer = identity.create_user(DEMO_VOLUNTEER, DEMO_PASSWORD, person=PersonRef(cid, people[0]))
     identity.grant(volunteer, Grant(Role.VOLUNTEER, community_id=cid))
@@ -111,4 +135,14 @@ def seed_demo(
             phase=Phase.PENDING,
         )
     )
+    if extras is not None:
+        seed_activity_and_shop(
+            cid,
+            activities=extras.activities,
+            records=extras.records,
+            shop=extras.shop,
+            worker_id=user_ids["worker"],
+            leader_id=user_ids["leader"],
+            volunteers=(people[1], people[2]),
+        )
     return cid
