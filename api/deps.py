@@ -164,13 +164,19 @@ class Access:
             return view
         raise LedgerError(ErrorCode.ACCOUNT_NOT_FOUND, account_id=str(account_id))
 
+    def allowed_cached(self, permission: Permission, community_id: int) -> bool | None:
+        """Whether the caller holds ``permission`` in the community, decided without the database:
+        None when the community's region is not cached yet (``can`` then decides)."""
+        region = self._services.identity.cached_region(community_id)
+        return None if region is None else self.principal.can(permission, community_id, region)
+
     async def require_async(self, permission: Permission, community_id: int) -> None:
         """``require`` from the event loop: answered without a thread when the community's region
         is cached (it nearly always is); otherwise ``require`` runs on a worker thread."""
-        region = self._services.identity.cached_region(community_id)
-        if region is None:
+        allowed = self.allowed_cached(permission, community_id)
+        if allowed is None:
             await anyio.to_thread.run_sync(self.require, permission, community_id)
-        elif not self.principal.can(permission, community_id, region):
+        elif not allowed:
             raise LedgerError(ErrorCode.FORBIDDEN, permission=str(permission))
 
     async def account_async(
@@ -179,8 +185,7 @@ class Access:
         """``account`` from the event loop: staff whose permission is known without the database
         read on the asyncio pool; anyone else (a volunteer's ownership check) goes through
         ``account`` on a worker thread."""
-        region = self._services.identity.cached_region(community_id)
-        if region is not None and self.principal.can(permission, community_id, region):
+        if self.allowed_cached(permission, community_id):
             return await self._services.account_reads.get(community_id, account_id)
         return await anyio.to_thread.run_sync(self.account, community_id, account_id, permission)
 

@@ -17,6 +17,7 @@ import uuid
 import msgspec
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from api.deps import Access
 from api.schemas import Balance
 from ledger.domain.errors import LedgerError
 from ledger.domain.roles import Permission
@@ -45,11 +46,8 @@ async def _balance_body(scope: Scope) -> bytes | None:
     secret = _bearer(scope)
     services = scope["app"].state.services
     principal = None if secret is None else services.identity.cached(secret)
-    region = services.identity.cached_region(community_id)
-    if (
-        principal is None
-        or region is None
-        or not principal.can(Permission.ACCOUNT_READ, community_id, region)
+    if principal is None or not Access(services, principal).allowed_cached(
+        Permission.ACCOUNT_READ, community_id
     ):
         return None
     try:

@@ -253,7 +253,7 @@ class Ledger:
         request_hash: bytes,
         transfer_id: uuid.UUID,
         known: Write | None,
-    ) -> tuple[bool, str, _State | None]:
+    ) -> tuple[bool, str, State | None]:
         with conn.pipeline():
             claim = conn.execute(sql.CLAIM_KEY, (community_id, key, request_hash, transfer_id))
             conn.execute("SAVEPOINT write")
@@ -275,13 +275,13 @@ class Ledger:
             conn.execute(sql.OPEN_LOTS, (community_id, debited)),
         )
 
-    def _read(self, conn: Conn, community_id: int, write: Write) -> _State:
+    def _read(self, conn: Conn, community_id: int, write: Write) -> State:
         with conn.pipeline():
             pending = self._queue_reads(conn, community_id, write)
         return _fetch_state(*pending)
 
     def _write(
-        self, conn: Conn, community_id: int, origin: str, write: Write, state: _State
+        self, conn: Conn, community_id: int, origin: str, write: Write, state: State
     ) -> TransferResult:
         recorded_us = self._clock()
         effective_us = write.effective_us if write.effective_us is not None else recorded_us
@@ -327,10 +327,7 @@ class Ledger:
         conn.commit()
 
 
-_State = State
-
-
-def _fetch_state(acc_cur: Cur, bal_cur: Cur, lot_cur: Cur) -> _State:
+def _fetch_state(acc_cur: Cur, bal_cur: Cur, lot_cur: Cur) -> State:
     accounts = sql.account_infos(acc_cur.fetchall())
     return accounts, sql.balance_states(bal_cur.fetchall(), accounts), sql.lot_states(lot_cur.fetchall())
 

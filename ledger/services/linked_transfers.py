@@ -93,9 +93,6 @@ class Written:
     leaf_index: int
 
 
-_State = State
-
-
 def write_linked(conn: Conn, items: Sequence[Linked], *, clock_us: Callable[[], int]) -> list[Written]:
     """Write ``items`` in ``conn``'s open transaction; returns them in the order given.
 
@@ -159,9 +156,7 @@ def _plan(conn: Conn, item: Linked, now_us: int) -> list[Planned]:
     return plans.resolution(pending, item._resolve_request(), now_us=now_us)
 
 
-def _lock(
-    conn: Conn, communities: list[int], items: Sequence[Linked], planned: list[list[Planned]]
-) -> _State:
+def _lock(conn: Conn, communities: list[int], items: Sequence[Linked], planned: list[list[Planned]]) -> State:
     """Lock every touched balance row: community by community, accounts sorted within each."""
     accounts: dict[uuid.UUID, AccountInfo] = {}
     balances: dict[uuid.UUID, BalanceState] = {}
@@ -186,7 +181,7 @@ def _lock(
 def _apply(
     item: Linked,
     planned: list[Planned],
-    state: _State,
+    state: State,
     origin: str,
     clock_us: Callable[[], int],
 ) -> dict[str, object]:
