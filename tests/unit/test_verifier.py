@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import itertools
 import json
 import random
 import re
@@ -24,7 +25,7 @@ from ledger.audit.merkle import root
 from ledger.audit.note import Signer, sign_note
 from ledger.audit.verifier import VerifyOptions, verify_export
 from ledger.audit.verify_fields import EVENT_TYPES, UNITS
-from ledger.audit.verify_leaves import ChunkJob, check_chunk
+from ledger.audit.verify_leaves import ChunkJob, ChunkResult, check_chunk
 from ledger.audit.verify_notes import HistoricKey, TrustedKeys, parse_key_history
 from ledger.audit.verify_report import CHECKS, Report
 from ledger.domain.units import Unit
@@ -316,6 +317,12 @@ def _mutations(leaf: bytes, rng: random.Random) -> list[bytes]:
         text.replace('"kind":"', '"kind":"\u00e9'),
         text.replace('"kind":"', '"kind":"e\u0301'),
     ]
+    # The second posting of a pair moved to another known unit: the amounts still cancel, the units
+    # do not (service_minutes and coin_minutes end in the same bytes).
+    for unit, other in itertools.permutations(sorted(u.value for u in Unit), 2):
+        at = text.rfind(f'"{unit}"')
+        if at >= 0:
+            out.append(text[:at] + f'"{other}"' + text[at + len(unit) + 2 :])
     for _ in range(10):
         i = rng.randrange(len(text))
         out.append(text[:i] + rng.choice('0a",[]{} -\\') + text[i + 1 :])
@@ -330,6 +337,16 @@ def test_fast_path_agrees_with_the_general_path() -> None:
         for mutated in _mutations(h.leaves[i], rng):
             leaves = [*h.leaves[:i], mutated, *h.leaves[i + 1 :]]
             assert _chunk(leaves, slow=False) == _chunk(leaves, slow=True), mutated
+
+
+def test_a_pair_in_two_units_whose_names_end_alike_is_unbalanced() -> None:
+    h = History()
+    h.transfer(1, [(ISS_MIN, "service_minutes", -30), ("m1", "service_minutes", 30)])
+    leaf = h.leaves[0].replace(b'"service_minutes",30]', b'"coin_minutes",30]')
+    for slow in (False, True):
+        res, _ = _chunk([leaf], slow=slow)
+        assert isinstance(res, ChunkResult)
+        assert res.failures["zero_sum"][2] == {"service_minutes": -30, "coin_minutes": 30}
 
 
 def test_constants_match_the_service() -> None:
