@@ -14,7 +14,7 @@ import json
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ledger.audit.export_format import LEAF_PREFIX
@@ -90,6 +90,16 @@ class ChunkResult:
     events: int = 0
     postings: int = 0
 
+    def __reduce__(self) -> tuple[Callable[[list[Any]], ChunkResult], tuple[list[Any]]]:
+        """Pickled for the trip from a worker with its ids joined into one bytes object: a list of
+        ten thousand small bytes objects costs far more to pickle and unpickle. Ids holding a
+        newline (only a tampered leaf has one) keep the list."""
+        state = [getattr(self, f.name) for f in fields(self)]
+        joined = b"\n".join(self.ids)
+        if self.ids and joined.count(b"\n") == len(self.ids) - 1:
+            state[_IDS_FIELD] = joined
+        return _unpickle_result, (state,)
+
     def fail(self, check: str, index: int, expected: Any = None, found: Any = None, detail: str = "") -> None:
         first = self.failures.get(check)
         if first is None:
@@ -128,6 +138,16 @@ class ChunkResult:
     def _unbalanced(self, pos: int, totals: dict[bytes, int]) -> None:
         found = {u.decode(errors="replace"): t for u, t in totals.items() if t}
         self.fail("zero_sum", pos, dict.fromkeys(found, 0), found, "postings do not sum to zero per unit")
+
+
+_IDS_FIELD = [f.name for f in fields(ChunkResult)].index("ids")
+
+
+def _unpickle_result(state: list[Any]) -> ChunkResult:
+    ids = state[_IDS_FIELD]
+    if isinstance(ids, bytes):
+        state[_IDS_FIELD] = ids.split(b"\n")
+    return ChunkResult(*state)
 
 
 _POSTED = frozenset({b"single", b"post"})

@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import itertools
 import json
+import pickle
 import random
 import re
 from collections.abc import Callable
@@ -347,6 +348,15 @@ def test_a_pair_in_two_units_whose_names_end_alike_is_unbalanced() -> None:
         res, _ = _chunk([leaf], slow=slow)
         assert isinstance(res, ChunkResult)
         assert res.failures["zero_sum"][2] == {"service_minutes": -30, "coin_minutes": 30}
+
+
+@pytest.mark.parametrize("ids", [[], [b"tr-1", b"tr-2"], [b"tr-1", b"a\nnewline"], [b""]])
+def test_chunk_results_survive_the_trip_from_a_worker(ids: list[bytes]) -> None:
+    res = ChunkResult(7, 3, count=len(ids), ids=ids, id_positions=list(range(7, 7 + len(ids))))
+    res.fail("zero_sum", 8, {"points": 0}, {"points": 1})
+    back = pickle.loads(pickle.dumps(res))
+    assert back == res
+    assert back.ids == ids
 
 
 def test_constants_match_the_service() -> None:
