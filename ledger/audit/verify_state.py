@@ -4,6 +4,7 @@ the transfer ids and references, and the posted sums per account."""
 from __future__ import annotations
 
 import binascii
+import bisect
 from collections import Counter
 from collections.abc import Iterable
 
@@ -42,6 +43,7 @@ def _push_all(frontier: list[tuple[int, bytes]], start: int, end: int, tiles: li
 
 
 _FEW = 8
+_NEARBY = 4096  # transfers looked at, from the end of the chunk before a reference's
 
 
 def _first_positions(
@@ -149,8 +151,9 @@ class LogState:
 
     def _targets(self) -> dict[bytes, int]:
         """The first position in the log of every id that a reference names. Most targets were
-        found in their reference's own chunk; the others are searched for here, a chunk at a time.
-        With duplicate ids, "first in its chunk" need not be first in the log: all are searched."""
+        found in their reference's own chunk; most others near the end of the chunk before it;
+        the rest are searched for here, a chunk at a time. With duplicate ids, "first in its
+        chunk" need not be first in the log: all are searched."""
         found: dict[bytes, int] = {}
         wanted: set[bytes] = set()
         for (_, _, target), local in zip(self._refs, self._ref_targets, strict=True):
@@ -158,7 +161,33 @@ class LogState:
                 wanted.add(target)
             else:
                 found.setdefault(target, local)
+        if wanted and not self._duplicates:
+            nearby = self._nearby()
+            found.update(nearby)
+            wanted.difference_update(nearby)
         found.update(_first_positions(wanted, self._chunk_ids))
+        return found
+
+    def _nearby(self) -> dict[bytes, int]:
+        """Targets of references not found in their own chunk, looked for among the last
+        ``_NEARBY`` transfers of the chunk before it (a transfer is mostly reversed or resolved
+        soon after it is written). Only used while every id is unique, so any hit is the first."""
+        starts = [start for start, _, _ in self._chunk_ids]
+        by_chunk: dict[int, set[bytes]] = {}
+        for (pos, _, target), local in zip(self._refs, self._ref_targets, strict=True):
+            if local < 0:
+                chunk = bisect.bisect_right(starts, pos) - 2  # the chunk before the reference's
+                if chunk >= 0:
+                    by_chunk.setdefault(chunk, set()).add(target)
+        found: dict[bytes, int] = {}
+        for chunk, targets in by_chunk.items():
+            _, ids, positions = self._chunk_ids[chunk]
+            for i in range(len(ids) - 1, max(-1, len(ids) - 1 - _NEARBY), -1):
+                if ids[i] in targets:
+                    found[ids[i]] = positions[i]
+                    targets.discard(ids[i])
+                    if not targets:
+                        break
         return found
 
     def finish(self) -> None:
