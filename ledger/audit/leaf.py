@@ -24,6 +24,7 @@ __all__ = [
     "TRANSFER_PHASES",
     "ZERO_HASH",
     "LeafTemplate",
+    "SingleTransferLeaves",
     "decode_leaf",
     "encode_leaf",
     "leaf_hash",
@@ -233,6 +234,111 @@ def transfer_leaf_template(
         f'"type":"transfer","v":{LEAF_VERSION}}}'
     )
     return LeafTemplate(prefix.encode(), middle.encode(), suffix.encode())
+
+
+class SingleTransferLeaves:
+    """Leaves of one log's single-phase transfers recorded at one instant, without "reverses",
+    "pending_id" or "timeout_us" (the batch path writes thousands of them).
+
+    ``render`` answers ``transfer_leaf_template(...).render(index, prev)`` for such a transfer in
+    one step: the members that are the same for every leaf are formatted once, and text seen
+    before (kinds, units, account ids) is not checked again. Anything the direct form cannot write
+    as it is takes transfer_leaf_template itself, which gives the same bytes or the same error;
+    tests/unit/test_leaf_single.py compares the two.
+    """
+
+    __slots__ = ("_direct", "_middle", "_origin", "_plain", "_recorded_us", "_suffix")
+
+    def __init__(self, origin: str, recorded_us: int) -> None:
+        self._origin = origin
+        self._recorded_us = recorded_us
+        self._plain: set[str] = set()  # text checked by _plain_ascii already
+        try:
+            origin_json = _origin_json(origin)
+        except (TypeError, ValueError):  # not a canonical str: every leaf takes the general path,
+            origin_json, self._direct = "", False  # which raises its error
+        else:
+            self._direct = _small_int(recorded_us)
+        self._middle = f',"origin":{origin_json},"pending_id":null,"phase":"single","postings":['
+        self._suffix = (
+            f'","recorded_us":{recorded_us},"reverses":null,"timeout_us":null,"type":"transfer",'
+            f'"v":{LEAF_VERSION}}}'
+        )
+
+    def render(
+        self,
+        index: int,
+        prev: bytes,
+        *,
+        transfer_id: Id,
+        kind: str,
+        effective_us: int,
+        actor: Id | None,
+        idempotency_key: str,
+        postings: Sequence[tuple[Id, str, int]],
+    ) -> bytes:
+        """The leaf bytes of this transfer at ``index`` after a leaf whose hash is ``prev``."""
+        if not (
+            self._direct
+            and type(index) is int
+            and 0 <= index <= MAX_SAFE_INTEGER
+            and type(prev) is bytes
+            and len(prev) == _HASH_LEN
+            and ((type(kind) is str and kind in self._plain) or self._known(kind))
+            and _plain_ascii(idempotency_key)
+            and _small_int(effective_us)
+            and _plain_id(transfer_id)
+            and (actor is None or _plain_id(actor))
+            and postings
+            and self._plain_postings(postings)
+        ):
+            return transfer_leaf_template(
+                origin=self._origin, transfer_id=transfer_id, kind=kind, phase="single",
+                effective_us=effective_us, recorded_us=self._recorded_us, actor=actor,
+                idempotency_key=idempotency_key, postings=postings, reverses=None, pending_id=None,
+                timeout_us=None,
+            ).render(index, prev)  # fmt: skip
+        items = ",".join([f'["{a}","{u}",{n}]' for a, u, n in postings])
+        actor_json = "null" if actor is None else f'"{actor}"'
+        return (
+            f'{{"actor":{actor_json},"effective_us":{effective_us},"id":"{transfer_id}",'
+            f'"idempotency_key":"{idempotency_key}","index":{index},"kind":"{kind}"{self._middle}'
+            f'{items}],"prev":"{prev.hex()}{self._suffix}'
+        ).encode()
+
+    def _known(self, value: object) -> bool:
+        """_plain_ascii(value), remembered for each str that passes (values repeat across leaves)."""
+        if type(value) is str and value in self._plain:
+            return True
+        if not _plain_ascii(value):
+            return False
+        if type(value) is str:
+            self._plain.add(value)
+        return True
+
+    def _plain_postings(self, postings: Sequence[tuple[Id, str, int]]) -> bool:
+        """_plain_postings, with each account id's and unit's text checked once (inlined: this
+        runs for every posting of the batch)."""
+        plain = self._plain
+        totals: dict[str, int] = {}
+        for posting in postings:
+            if len(posting) != 3:
+                return False
+            account_id, unit, amount = posting
+            if (
+                type(amount) is not int
+                or not amount
+                or not -MAX_SAFE_INTEGER <= amount <= MAX_SAFE_INTEGER
+                or not ((type(unit) is str and unit in plain) or self._known(unit))
+                or not (
+                    type(account_id) is uuid.UUID
+                    or (type(account_id) is str and account_id in plain)
+                    or self._known(account_id)
+                )
+            ):
+                return False
+            totals[unit] = totals.get(unit, 0) + amount
+        return not any(totals.values())
 
 
 def _general_template(

@@ -38,10 +38,11 @@ class BalanceState:
     def apply(self, phase: Phase, amount: int, pending_amount: int = 0) -> None:
         """Apply one posting. For POST, ``amount`` is what posts and ``pending_amount`` what it releases;
         for VOID only ``pending_amount`` (the reservation) matters."""
-        before = self.available
         if phase == Phase.SINGLE:
-            self.posted += amount
-        elif phase == Phase.PENDING:
+            self.post(amount)
+            return
+        before = self.available
+        if phase == Phase.PENDING:
             if amount < 0:
                 self.pending_out -= amount
             else:
@@ -54,13 +55,25 @@ class BalanceState:
             if phase == Phase.POST:
                 self.posted += amount
         self.version += 1
-        if max(abs(self.posted), self.pending_in, self.pending_out) > MAX_AMOUNT:
+        self._check(before)
+
+    def post(self, amount: int) -> None:
+        """``apply(Phase.SINGLE, amount)``: the common case, without the phase dispatch."""
+        before = self.posted - self.pending_out
+        self.posted += amount
+        self.version += 1
+        self._check(before)
+
+    def _check(self, before: int) -> None:
+        """Raise if the change just made (``before`` was the available balance) broke a limit."""
+        if abs(self.posted) > MAX_AMOUNT or self.pending_in > MAX_AMOUNT or self.pending_out > MAX_AMOUNT:
             raise LedgerError(ErrorCode.BALANCE_OVERFLOW, account_id=str(self.account_id))
         assert self.pending_in >= 0 and self.pending_out >= 0, "pending totals cannot go negative"
-        if self.non_negative and self.available < before and self.available < -self.credit_limit:
+        available = self.posted - self.pending_out
+        if self.non_negative and available < before and available < -self.credit_limit:
             raise LedgerError(
                 ErrorCode.INSUFFICIENT_FUNDS,
                 account_id=str(self.account_id),
                 available=before,
-                requested=before - self.available,
+                requested=before - available,
             )

@@ -8,6 +8,7 @@ import re
 import unicodedata
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -68,14 +69,18 @@ class TransferRequest:
     timeout_us: int | None = None  # pending only: lifetime of the reservation in microseconds
     metadata: dict[str, object] = field(default_factory=dict)
 
-    def request_hash(self) -> bytes:
+    def request_hash(self, id_text: Callable[[uuid.UUID], str] = str) -> bytes:
         """SHA-256 over what the client asked for; two requests with one key must hash alike.
 
         Call it on a validated request: fields are then ids, restricted text and integers, none of
         which contains the separators (ASCII 0x1d-0x1f), so the encoding is unambiguous.
+        ``id_text`` writes an account id; it must return ``str(id)`` (the batch path passes a cache).
         """
         postings = "\x1d".join(
-            f"{p.account_id}\x1e{p.unit.value}\x1e{p.amount}\x1e{p.expires_at_us}" for p in self.postings
+            [
+                f"{id_text(p.account_id)}\x1e{p.unit.value}\x1e{p.amount}\x1e{p.expires_at_us}"
+                for p in self.postings
+            ]
         )
         metadata = _METADATA_JSON(self.metadata) if self.metadata else "{}"
         text = (
@@ -233,6 +238,12 @@ def validate_transfer(req: TransferRequest) -> None:
 
     The order is ErrorCode's (docs/reference/errors.md), whatever order the faults occur in.
     """
+    if not _plainly_valid(req):
+        _check_every_field(req)
+
+
+def _check_every_field(req: TransferRequest) -> None:
+    """validate_transfer's general path: every check, then the first fault in precedence order."""
     postings = req.postings
     if not isinstance(postings, tuple | list) or not all(isinstance(p, Posting) for p in postings):
         raise LedgerError(ErrorCode.MALFORMED_REQUEST, field="postings")
@@ -241,6 +252,66 @@ def validate_transfer(req: TransferRequest) -> None:
     _posting_faults(postings, faults, ids_ok=ids_ok)
     _time_faults(req, faults)
     faults.raise_first()
+
+
+def _plainly_valid(req: TransferRequest) -> bool:
+    """Whether ``req`` has the common shape and no fault, checked in one pass (the batch path
+    validates many requests). False means "not shown here": _check_every_field then decides, and
+    it alone reports faults, so codes, fields and precedence are its own.
+
+    The common shape: a tuple of postings in one unit, ids that are UUIDs, no timeout, metadata a
+    dict (or None). Every condition here implies the general check it stands for.
+    """
+    postings = req.postings
+    if type(postings) is not tuple or not 0 < len(postings) <= MAX_POSTINGS:
+        return False
+    unit = postings[0].unit if type(postings[0]) is Posting else None
+    if type(unit) is not Unit:
+        return False
+    points = unit is Unit.POINTS
+    total = 0
+    for p in postings:
+        amount = p.amount if type(p) is Posting else None
+        if (
+            type(amount) is not int
+            or not amount
+            or not -MAX_AMOUNT <= amount <= MAX_AMOUNT
+            or p.unit is not unit
+            or type(p.account_id) is not uuid.UUID
+        ):
+            return False
+        expires_at_us = p.expires_at_us
+        if expires_at_us is not None and (
+            type(expires_at_us) is not int
+            or not 0 <= expires_at_us <= MAX_TIME_US
+            or not points
+            or amount < 0
+        ):
+            return False
+        total += amount
+    if total or len({p.account_id.int for p in postings}) != len(postings):
+        return False
+    effective_us, metadata = req.effective_us, req.metadata
+    return (
+        (req.phase is Phase.SINGLE or req.phase is Phase.PENDING)
+        and req.timeout_us is None
+        and (effective_us is None or (type(effective_us) is int and 0 <= effective_us <= MAX_TIME_US))
+        and type(req.community_id) is int
+        and req.community_id > 0
+        and (req.transfer_id is None or type(req.transfer_id) is uuid.UUID)
+        and (req.actor_id is None or type(req.actor_id) is uuid.UUID)
+        and type(req.idempotency_key) is str
+        and _KEY_RE.fullmatch(req.idempotency_key) is not None
+        and type(req.kind) is str
+        and _KIND_RE.fullmatch(req.kind) is not None
+        and (metadata is None or (type(metadata) is dict and (not metadata or _metadata_ok(metadata))))
+    )
+
+
+def _metadata_ok(metadata: dict[str, object]) -> bool:
+    faults = _FirstFault()
+    _metadata_faults(metadata, "metadata", faults)
+    return faults.error is None
 
 
 def _envelope_faults(req: TransferRequest, faults: _FirstFault) -> bool:

@@ -1,10 +1,11 @@
 """The batch path: many transfers of one community in one atomic call (bulk import uses it).
 
-Same rules as ``Ledger.transfer`` — the same validation, the same domain engine, the same leaf
-format — but set-based: one lock statement for all touched balances, the chain computed in Python
-under the log-head lock, and every row written with binary COPY. Either every new transfer of the
-batch commits or none does; transfers whose idempotency key was already used with the same request
-are skipped (importing a file twice posts nothing new).
+Same rules as ``Ledger.transfer`` — the same validation, the same domain engine (in its form for
+many single-phase transfers, ``SinglePoster``), the same leaf format — but set-based: one lock
+statement for all touched balances, the chain computed in Python under the log-head lock, and every
+row written with COPY. Either every new transfer of the batch commits or none does; transfers whose
+idempotency key was already used with the same request are skipped (importing a file twice posts
+nothing new).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import NamedTuple
 
 from psycopg_pool import ConnectionPool
 
-from ledger.audit.leaf import leaf_hash, transfer_leaf_template
-from ledger.domain.engine import Effects, NewLot, Planned, PostingRow, apply_postings
+from ledger.audit.leaf import SingleTransferLeaves, leaf_hash
+from ledger.domain.engine import Effects, NewLot, SinglePoster
 from ledger.domain.errors import ErrorCode, LedgerError
 from ledger.domain.ids import uuid7, uuid7_many
 from ledger.domain.times import to_dt
@@ -45,9 +46,20 @@ class _Item:
     req: TransferRequest
     transfer_id: uuid.UUID
     request_hash: bytes
+    transfer_text: str  # str(transfer_id): the claim, the rows and the leaf all write it
 
 
-def _prepare(requests: Sequence[TransferRequest]) -> tuple[int, list[_Item]]:
+class _Names(dict[uuid.UUID, str]):
+    """``names[account_id]`` is ``str(account_id)``, computed once: a batch writes each account id
+    into many request hashes, rows and leaves. After _prepare it holds every account id the
+    batch's postings name."""
+
+    def __missing__(self, account_id: uuid.UUID) -> str:
+        text = self[account_id] = str(account_id)
+        return text
+
+
+def _prepare(requests: Sequence[TransferRequest]) -> tuple[int, list[_Item], _Names]:
     if not requests:
         raise LedgerError(ErrorCode.NO_POSTINGS, field="transfers")
     if len(requests) > MAX_BATCH:
@@ -55,6 +67,8 @@ def _prepare(requests: Sequence[TransferRequest]) -> tuple[int, list[_Item]]:
     community_id = requests[0].community_id
     items: list[_Item] = []
     seen: dict[str, bytes] = {}
+    names = _Names()
+    id_text = names.__getitem__
     new_ids = uuid7_many(len(requests))
     for i, req in enumerate(requests):
         try:
@@ -64,11 +78,12 @@ def _prepare(requests: Sequence[TransferRequest]) -> tuple[int, list[_Item]]:
         except LedgerError as err:
             err.detail["index"] = i
             raise
-        digest = req.request_hash()
+        digest = req.request_hash(id_text)
         if seen.setdefault(req.idempotency_key, digest) != digest:
             raise LedgerError(ErrorCode.IDEMPOTENCY_CONFLICT, field="idempotency_key", index=i)
-        items.append(_Item(req, req.transfer_id or new_ids[i], digest))
-    return community_id, items
+        transfer_id = req.transfer_id or new_ids[i]
+        items.append(_Item(req, transfer_id, digest, str(transfer_id)))
+    return community_id, items, names
 
 
 def post_batch(
@@ -77,10 +92,10 @@ def post_batch(
     *,
     clock: Callable[[], int],
 ) -> BatchResult:
-    community_id, items = _prepare(requests)
+    community_id, items, names = _prepare(requests)
     with pool.connection() as conn:
         try:
-            return _post(conn, community_id, items, clock)[0]
+            return _post(conn, community_id, items, names, clock)[0]
         except BaseException:
             conn.rollback()
             raise
@@ -90,8 +105,8 @@ def write_batch(conn: Conn, requests: Sequence[TransferRequest], *, clock: Calla
     """post_batch inside the caller's open transaction on ``conn``, without committing: the caller
     commits (its own rows and the batch land together) or rolls back. Raises as post_batch does;
     the caller must then roll back."""
-    community_id, items = _prepare(requests)
-    return _post(conn, community_id, items, clock, commit=False)[0]
+    community_id, items, names = _prepare(requests)
+    return _post(conn, community_id, items, names, clock, commit=False)[0]
 
 
 def post_group(
@@ -107,10 +122,10 @@ def post_group(
     asks the single path for it, which answers replays. Raises like post_batch; nothing is then
     written, and the caller posts each request on its own.
     """
-    community_id, items = _prepare(requests)
+    community_id, items, names = _prepare(requests)
     with pool.connection() as conn:
         try:
-            _, rows = _post(conn, community_id, items, clock)
+            _, rows = _post(conn, community_id, items, names, clock, results=True)
         except BaseException:
             conn.rollback()
             raise
@@ -153,7 +168,7 @@ class _Reads(NamedTuple):
     hot_bucket: int  # the bucket of each hot account this batch adds to (modulo its bucket count)
 
 
-def _claim_and_lock(conn: Conn, community_id: int, items: list[_Item]) -> _Reads:
+def _claim_and_lock(conn: Conn, community_id: int, items: list[_Item], names: _Names) -> _Reads:
     """One round trip: claim every key (the first request of each), then read and lock what the
     batch touches, and the log head. Accounts of requests that turn out to be replays are read too;
     that costs nothing and keeps this a single round trip.
@@ -164,13 +179,13 @@ def _claim_and_lock(conn: Conn, community_id: int, items: list[_Item]) -> _Reads
     """
     hot_bucket = uuid7().int & 0x3FFFFFFF
     unique = {it.req.idempotency_key: it for it in reversed(items)}
-    account_ids = sorted({p.account_id for it in items for p in it.req.postings})
+    account_ids = sorted(names)
     debited = sorted({p.account_id for it in items for p in it.req.postings if p.amount < 0})
     claim = (
         community_id,
         ",".join(unique),
         ",".join([it.request_hash.hex() for it in unique.values()]),
-        ",".join([str(it.transfer_id) for it in unique.values()]),
+        ",".join([it.transfer_text for it in unique.values()]),
     )
     with conn.pipeline():
         return _Reads(
@@ -186,9 +201,17 @@ def _claim_and_lock(conn: Conn, community_id: int, items: list[_Item]) -> _Reads
 
 
 def _post(
-    conn: Conn, community_id: int, items: list[_Item], clock: Callable[[], int], *, commit: bool = True
+    conn: Conn,
+    community_id: int,
+    items: list[_Item],
+    names: _Names,
+    clock: Callable[[], int],
+    *,
+    commit: bool = True,
+    results: bool = False,
 ) -> tuple[BatchResult, _Rows | None]:
-    reads = _claim_and_lock(conn, community_id, items)
+    """Write the batch; the rows answer each transfer's result when ``results`` is set."""
+    reads = _claim_and_lock(conn, community_id, items, names)
     origin_row = reads.origin.fetchone()
     if origin_row is None:
         raise LedgerError(ErrorCode.COMMUNITY_NOT_FOUND, community_id=community_id)
@@ -214,34 +237,27 @@ def _post(
     recorded_us = clock()
     head = reads.head.fetchone()
     assert head is not None
-    out = _Rows(community_id, origin, recorded_us, int(head[0]), bytes(head[1]))
+    out = _Rows(community_id, origin, recorded_us, int(head[0]), bytes(head[1]), names, results=results)
     total = Effects()
     # Lots are created by credits only: one id per credit posting is enough.
     lot_ids = iter(uuid7_many(sum(1 for it in new for p in it.req.postings if p.amount > 0)))
-    position = {id(it): i for i, it in enumerate(items)}
+    poster = SinglePoster(
+        accounts=accounts, balances=balances, lots=lots, effects=total, new_id=lot_ids.__next__
+    )
     # Postings stream to the server while the rest is computed, so its inserts overlap this loop.
     with conn.cursor().copy(bsql.COPY_POSTINGS) as copy:
         for it in new:
             req = it.req
             effective_us = req.effective_us if req.effective_us is not None else recorded_us
-            lots_before, moves_before = len(total.new_lots), len(total.movements)
             try:
-                rows = apply_postings(
-                    [
-                        Planned(p.account_id, p.unit, p.amount, Phase.SINGLE, expires_at_us=p.expires_at_us)
-                        for p in req.postings
-                    ],
-                    earned_us=effective_us,
-                    accounts=accounts,
-                    balances=balances,
-                    lots=lots,
-                    effects=total,
-                    new_id=lot_ids.__next__,
-                )
+                rows = poster.apply(req.postings, effective_us)
             except LedgerError as err:
-                err.detail["index"] = position[id(it)]
+                err.detail["index"] = next(i for i, x in enumerate(items) if x is it)
                 raise
-            out.add(it, effective_us, rows, total.new_lots[lots_before:], total.movements[moves_before:])
+            out.add(it, effective_us, rows, total.new_lots, total.movements)
+            # Written out as lines: the objects would only keep the garbage collector busy.
+            total.new_lots.clear()
+            total.movements.clear()
             if len(out.postings) >= _STREAM_ROWS:
                 copy.write("".join(out.postings))
                 out.postings.clear()
@@ -260,6 +276,17 @@ def _post(
 # Posting lines sent to the server per write while the batch is computed.
 _STREAM_ROWS = 2000
 _NULL = "\\N"
+# (balance_after, account_version) of each posting, as SinglePoster answers them.
+_Applied = list[tuple[int | None, int | None]]
+
+
+class _Times(dict[int | None, str]):
+    """``times[us]`` is the COPY text of an instant (or NULL), computed once per distinct value."""
+
+    def __missing__(self, us: int | None) -> str:
+        dt = to_dt(us)
+        text = self[us] = _NULL if dt is None else dt.isoformat()
+        return text
 
 
 class _Rows:
@@ -270,9 +297,18 @@ class _Rows:
     backslash. JSON metadata is the one value that is escaped.
     """
 
-    def __init__(self, community_id: int, origin: str, recorded_us: int, size: int, prev: bytes) -> None:
+    def __init__(
+        self,
+        community_id: int,
+        origin: str,
+        recorded_us: int,
+        size: int,
+        prev: bytes,
+        names: _Names,
+        *,
+        results: bool,
+    ) -> None:
         self.community_id = community_id
-        self.origin = origin
         self.recorded_us = recorded_us
         self.first_index = size
         self.size = size
@@ -281,83 +317,77 @@ class _Rows:
         self.transfers: list[str] = []
         self.lots: list[str] = []
         self.movements: list[str] = []
-        self.leaves: list[tuple[object, ...]] = []
-        # (item, effective_us, posting rows, leaf index, leaf hash): what results() answers from
-        self.posted: list[tuple[_Item, int, list[PostingRow], int, bytes]] = []
-        self._names: dict[uuid.UUID, str] = {}
-        self._times: dict[int | None, str] = {None: _NULL}
-        self._recorded = self.time(recorded_us)
-
-    def name(self, account_id: uuid.UUID) -> str:
-        text = self._names.get(account_id)
-        if text is None:
-            text = self._names[account_id] = str(account_id)
-        return text
-
-    def time(self, us: int | None) -> str:
-        text = self._times.get(us)
-        if text is None:
-            dt = to_dt(us)
-            assert dt is not None
-            text = self._times[us] = dt.isoformat()
-        return text
+        # The leaves as parallel lists (no tuple per leaf for the garbage collector to scan).
+        self.leaves: list[bytes] = []
+        self.leaf_hashes: list[bytes] = []
+        self.transfer_ids: list[uuid.UUID] = []
+        # (item, effective_us, applied postings, leaf index, leaf hash): what results() answers
+        # from, kept only when asked for.
+        self.posted: list[tuple[_Item, int, _Applied, int, bytes]] | None = [] if results else None
+        self._names = names
+        self._times = _Times()
+        self._recorded = self._times[recorded_us]
+        self._leaf = SingleTransferLeaves(origin, recorded_us)
 
     def add(
         self,
         it: _Item,
         effective_us: int,
-        rows: list[PostingRow],
+        rows: _Applied,
         new_lots: list[NewLot],
         movements: list[tuple[int, uuid.UUID, int]],
     ) -> None:
-        c, req, tid = self.community_id, it.req, str(it.transfer_id)
-        names = [self.name(r.account_id) for r in rows]
-        leaf = transfer_leaf_template(
-            origin=self.origin,
+        c, req, tid = self.community_id, it.req, it.transfer_text
+        names, times = self._names, self._times
+        postings = self.postings
+        leaf_postings: list[tuple[str, str, int]] = []
+        for seq, (p, (balance_after, version)) in enumerate(zip(req.postings, rows, strict=True)):
+            name, unit, amount = names[p.account_id], p.unit.value, p.amount
+            leaf_postings.append((name, unit, amount))
+            balance = _NULL if balance_after is None else balance_after
+            postings.append(
+                f"{c}\t{tid}\t{seq}\t{name}\t{unit}\tsingle\t{amount}\t{balance}"
+                f"\t{_NULL if version is None else version}\t{times[p.expires_at_us]}\n"
+            )
+        leaf = self._leaf.render(
+            self.size,
+            self.prev,
             transfer_id=tid,
             kind=req.kind,
-            phase="single",
             effective_us=effective_us,
-            recorded_us=self.recorded_us,
             actor=req.actor_id,
             idempotency_key=req.idempotency_key,
-            postings=[(n, r.unit.value, r.amount) for n, r in zip(names, rows, strict=True)],
-            reverses=None,
-            pending_id=None,
-            timeout_us=None,
-        ).render(self.size, self.prev)
+            postings=leaf_postings,
+        )
         self.prev = leaf_hash(leaf)
-        self.leaves.append((c, self.size, leaf, self.prev, it.transfer_id))
-        self.posted.append((it, effective_us, rows, self.size, self.prev))
+        self.leaves.append(leaf)
+        self.leaf_hashes.append(self.prev)
+        self.transfer_ids.append(it.transfer_id)
+        if self.posted is not None:
+            self.posted.append((it, effective_us, rows, self.size, self.prev))
         self.size += 1
         actor = _NULL if req.actor_id is None else str(req.actor_id)
         metadata = bsql.copy_text_json(req.metadata)
         self.transfers.append(
-            f"{c}\t{tid}\t{req.kind}\tsingle\t{self.time(effective_us)}\t{self._recorded}\t{actor}"
+            f"{c}\t{tid}\t{req.kind}\tsingle\t{times[effective_us]}\t{self._recorded}\t{actor}"
             f"\t{req.idempotency_key}\t{metadata}\n"
         )
-        for n, r in zip(names, rows, strict=True):
-            balance_after = _NULL if r.balance_after is None else r.balance_after
-            version = _NULL if r.account_version is None else r.account_version
-            self.postings.append(
-                f"{c}\t{tid}\t{r.seq}\t{n}\t{r.unit.value}\tsingle\t{r.amount}\t{balance_after}"
-                f"\t{version}\t{self.time(r.expires_at_us)}\n"
-            )
         for lot in new_lots:
             self.lots.append(
-                f"{c}\t{lot.lot_id}\t{self.name(lot.account_id)}\t{tid}\t{lot.seq}\t{lot.amount}"
-                f"\t{lot.amount}\t{self.time(lot.earned_us)}\t{self.time(lot.expires_at_us)}\n"
+                f"{c}\t{lot.lot_id}\t{names[lot.account_id]}\t{tid}\t{lot.seq}\t{lot.amount}"
+                f"\t{lot.amount}\t{times[lot.earned_us]}\t{times[lot.expires_at_us]}\n"
             )
         for seq, lot_id, amount in movements:
             self.movements.append(f"{c}\t{tid}\t{seq}\t{lot_id}\t{amount}\n")
 
     def results(self) -> Iterator[tuple[_Item, TransferResult]]:
         """Each posted transfer's result, as the single path would have answered it."""
+        assert self.posted is not None, "results were not asked for"
         c = self.community_id
         for it, effective_us, rows, index, hashed in self.posted:
             postings = tuple(
-                PostingView(r.account_id, r.unit, "single", r.amount, r.balance_after, r.account_version)
-                for r in rows
+                PostingView(p.account_id, p.unit, "single", p.amount, balance_after, version)
+                for p, (balance_after, version) in zip(it.req.postings, rows, strict=True)
             )
             receipt = Receipt(c, index, hashed)
             yield (
@@ -378,4 +408,6 @@ class _Rows:
         bsql.copy_text(conn, bsql.COPY_TRANSFERS, self.transfers)
         bsql.copy_text(conn, bsql.COPY_LOTS, self.lots)
         bsql.copy_text(conn, bsql.COPY_MOVEMENTS, self.movements)
-        bsql.copy_rows(conn, "log_leaf", bsql.LEAF_COLUMNS, bsql.LEAF_TYPES, self.leaves)
+        bsql.copy_leaves(
+            conn, self.community_id, self.first_index, self.leaves, self.leaf_hashes, self.transfer_ids
+        )

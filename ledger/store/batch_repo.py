@@ -10,8 +10,9 @@ use the binary form.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
-from typing import Any
+from itertools import repeat
 
 from ledger.store.db import Conn
 
@@ -62,15 +63,22 @@ def copy_text_json(value: dict[str, object]) -> str:
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def copy_rows(
-    conn: Conn, table: str, columns: Sequence[str], types: Sequence[str], rows: Sequence[Sequence[Any]]
+def copy_leaves(
+    conn: Conn,
+    community_id: int,
+    first_index: int,
+    leaves: Sequence[bytes],
+    hashes: Sequence[bytes],
+    transfer_ids: Sequence[uuid.UUID],
 ) -> None:
-    if not rows:
+    """COPY consecutive leaves of one log, from index ``first_index``, with their hashes."""
+    if not leaves:
         return
-    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
-    with conn.cursor().copy(statement) as cp:
-        cp.set_types(list(types))
-        for row in rows:
+    with conn.cursor().copy(COPY_LEAVES) as cp:
+        cp.set_types(list(LEAF_TYPES))
+        n = len(leaves)
+        indexes = range(first_index, first_index + n)
+        for row in zip(repeat(community_id, n), indexes, leaves, hashes, transfer_ids, strict=True):
             cp.write_row(row)
 
 
@@ -88,5 +96,5 @@ COPY_LOTS = (
 )
 COPY_MOVEMENTS = "COPY lot_movement (community_id, transfer_id, seq, lot_id, amount) FROM STDIN"
 
-LEAF_COLUMNS = ("community_id", "idx", "leaf", "leaf_hash", "transfer_id")
+COPY_LEAVES = "COPY log_leaf (community_id, idx, leaf, leaf_hash, transfer_id) FROM STDIN (FORMAT BINARY)"
 LEAF_TYPES = ("int8", "int8", "bytea", "bytea", "uuid")
