@@ -67,8 +67,21 @@ def _requests(info: CommunityInfo, open_member: OpenMember, tag: str) -> list[Tr
     return out
 
 
+@pytest.fixture(params=[4, batch._CLAIM_SLICE], ids=["claims_in_slices_of_4", "claims_in_one_slice"])
+def claim_slice(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Keys are claimed a slice at a time while the next slice is validated: with slices of 4, a
+    repeated key and a failing request fall in later slices than the keys already claimed."""
+    monkeypatch.setattr(batch, "_CLAIM_SLICE", request.param)
+    return int(request.param)
+
+
 def test_every_shape_is_written_consistently(
-    ledger: Ledger, pool: ConnectionPool[Conn], community: CommunityInfo, open_member: OpenMember, owner: Conn
+    claim_slice: int,
+    ledger: Ledger,
+    pool: ConnectionPool[Conn],
+    community: CommunityInfo,
+    open_member: OpenMember,
+    owner: Conn,
 ) -> None:
     c = community.community_id
     requests = _requests(community, open_member, "b")
@@ -84,7 +97,11 @@ def test_every_shape_is_written_consistently(
 
 
 def test_group_results_equal_what_is_stored(
-    ledger: Ledger, pool: ConnectionPool[Conn], community: CommunityInfo, open_member: OpenMember
+    claim_slice: int,
+    ledger: Ledger,
+    pool: ConnectionPool[Conn],
+    community: CommunityInfo,
+    open_member: OpenMember,
 ) -> None:
     requests = _requests(community, open_member, "g")[:-1]
     posted = batch.post_group(pool, requests, clock=lambda: 1_800_000_000_000_000)
@@ -105,6 +122,7 @@ def test_group_results_equal_what_is_stored(
     ],
 )
 def test_a_failing_transfer_is_reported_at_its_index(
+    claim_slice: int,
     ledger: Ledger,
     community: CommunityInfo,
     open_member: OpenMember,
@@ -129,3 +147,6 @@ def test_a_failing_transfer_is_reported_at_its_index(
         ledger.post_batch(requests)
     assert (caught.value.code, caught.value.detail["index"]) == (code, 15)
     assert owner.execute("SELECT count(*) FROM transfer WHERE community_id = %s", (c,)).fetchone() == (0,)
+    # Keys claimed before the failure (earlier slices) are rolled back with the rest.
+    assert owner.execute("SELECT count(*) FROM idempotency WHERE community_id = %s", (c,)).fetchone() == (0,)
+    assert ledger.post_batch([r for r in requests if r is not bad]).posted == len(requests) - 2
