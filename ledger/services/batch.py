@@ -15,6 +15,7 @@ import gc
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import NamedTuple
 
 from psycopg_pool import ConnectionPool
@@ -338,6 +339,14 @@ _NULL = "\\N"
 _Applied = list[tuple[int | None, int | None]]
 
 
+class _Instants(dict[int | None, datetime | None]):
+    """``instants[us]`` is the datetime of an instant (or None), computed once per distinct value."""
+
+    def __missing__(self, us: int | None) -> datetime | None:
+        dt = self[us] = to_dt(us)
+        return dt
+
+
 class _Times(dict[int | None, str]):
     """``times[us]`` is the COPY text of an instant (or NULL), computed once per distinct value."""
 
@@ -348,11 +357,11 @@ class _Times(dict[int | None, str]):
 
 
 class _Rows:
-    """The batch's rows in COPY text form, and its chain: each leaf links to the one before.
+    """The batch's rows, and its chain: each leaf links to the one before.
 
-    Text form is written with f-strings. Every value is safe in it as it is: ids, integers, units,
-    timestamps, and kinds and keys whose alphabet (ledger.domain.transfers) has no tab, newline or
-    backslash. JSON metadata is the one value that is escaped.
+    Postings and lot movements are COPY text lines, written with f-strings. Every value is safe in
+    them as it is: ids, integers, units and timestamps. Transfers and lots are row tuples for the
+    binary COPY; leaves are bytes.
     """
 
     def __init__(
@@ -372,8 +381,10 @@ class _Rows:
         self.size = size
         self.prev = prev
         self.postings: list[str] = []
-        self.transfers: list[str] = []
-        self.lots: list[str] = []
+        # Transfer and lot rows as tuples (binary COPY): written after the loop, while Python waits
+        # for the server, so the server should not have to parse them.
+        self.transfers: list[tuple[object, ...]] = []
+        self.lots: list[tuple[object, ...]] = []
         self.movements: list[str] = []
         # The leaves as parallel lists (no tuple per leaf for the garbage collector to scan).
         self.leaves: list[bytes] = []
@@ -384,7 +395,8 @@ class _Rows:
         self.posted: list[tuple[_Item, int, _Applied, int, bytes]] | None = [] if results else None
         self._names = names
         self._times = _Times()
-        self._recorded = self._times[recorded_us]
+        self._instants = _Instants()
+        self._recorded = self._instants[recorded_us]
         self._leaf = SingleTransferLeaves(origin, recorded_us)
 
     def add(
@@ -424,17 +436,17 @@ class _Rows:
         if self.posted is not None:
             self.posted.append((it, effective_us, rows, self.size, self.prev))
         self.size += 1
-        actor = _NULL if req.actor_id is None else str(req.actor_id)
-        metadata = bsql.copy_text_json(req.metadata)
+        instants = self._instants
+        metadata = bsql.jsonb(req.metadata)
         self.transfers.append(
-            f"{c}\t{tid}\t{req.kind}\tsingle\t{times[effective_us]}\t{self._recorded}\t{actor}"
-            f"\t{req.idempotency_key}\t{metadata}\n"
-        )
+            (c, it.transfer_id, req.kind, "single", instants[effective_us], self._recorded, req.actor_id,
+             req.idempotency_key, metadata)
+        )  # fmt: skip
         for lot in new_lots:
             self.lots.append(
-                f"{c}\t{lot.lot_id}\t{names[lot.account_id]}\t{tid}\t{lot.seq}\t{lot.amount}"
-                f"\t{lot.amount}\t{times[lot.earned_us]}\t{times[lot.expires_at_us]}\n"
-            )
+                (c, lot.lot_id, lot.account_id, it.transfer_id, lot.seq, lot.amount, lot.amount,
+                 instants[lot.earned_us], instants[lot.expires_at_us])
+            )  # fmt: skip
         for seq, lot_id, amount in movements:
             self.movements.append(f"{c}\t{tid}\t{seq}\t{lot_id}\t{amount}\n")
 
@@ -463,8 +475,8 @@ class _Rows:
             )
 
     def copy_rest(self, conn: Conn) -> None:
-        bsql.copy_text(conn, bsql.COPY_TRANSFERS, self.transfers)
-        bsql.copy_text(conn, bsql.COPY_LOTS, self.lots)
+        bsql.copy_binary(conn, bsql.COPY_TRANSFERS, bsql.TRANSFER_TYPES, self.transfers)
+        bsql.copy_binary(conn, bsql.COPY_LOTS, bsql.LOT_TYPES, self.lots)
         bsql.copy_text(conn, bsql.COPY_MOVEMENTS, self.movements)
         bsql.copy_leaves(
             conn, self.community_id, self.first_index, self.leaves, self.leaf_hashes, self.transfer_ids

@@ -2,17 +2,19 @@
 
 COPY goes directly into the final tables rather than through stage tables: they are append-only,
 so there is nothing to merge, and staging would write every row twice. Only the idempotency keys
-are claimed from arrays in one statement. Rows the batch formats
-itself use COPY's text form (cheaper to build in Python than binary rows); leaves, which are bytes,
-use the binary form.
+are claimed from arrays in one statement. Postings, streamed while the batch is computed (when
+Python is the slower side), use COPY's text form, cheaper to build in Python; transfers, lots and
+leaves, written after the computation (when the server is the slower side), use the binary form,
+which the server need not parse.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from itertools import repeat
+
+from psycopg.types.json import Jsonb
 
 from ledger.store.db import Conn
 
@@ -50,17 +52,23 @@ def copy_text(conn: Conn, statement: str, lines: Sequence[str]) -> None:
             cp.write("".join(lines[start : start + 5000]))
 
 
-def copy_text_json(value: dict[str, object]) -> str:
-    """A JSON object as a COPY text field: compact JSON, then backslashes doubled (COPY's escape).
-
-    json.dumps escapes control characters, so tabs and newlines never appear raw in its output.
-    """
-    if not value:
-        return "{}"
-    return _JSON(value).replace("\\", "\\\\")
+def jsonb(value: dict[str, object]) -> Jsonb:
+    """A transfer's metadata for the binary COPY (one shared value for the usual empty metadata)."""
+    return Jsonb(value) if value else _EMPTY_JSONB
 
 
-_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_EMPTY_JSONB = Jsonb({})
+
+
+def copy_binary(conn: Conn, statement: str, types: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """COPY rows in the binary form: the server has no text to parse (timestamps above all), which
+    matters for the tables written after a batch's computation, while Python waits for the server."""
+    if not rows:
+        return
+    with conn.cursor().copy(statement) as cp:
+        cp.set_types(list(types))
+        for row in rows:
+            cp.write_row(row)
 
 
 def copy_leaves(
@@ -86,14 +94,18 @@ COPY_POSTINGS = (
     "COPY posting (community_id, transfer_id, seq, account_id, unit, phase, amount, balance_after,"
     " account_version, expires_at) FROM STDIN"
 )
+# Transfers and lots go in the binary form (copy_binary), with these column types; a transfer's
+# metadata as psycopg's Jsonb.
 COPY_TRANSFERS = (
     "COPY transfer (community_id, transfer_id, kind, phase, effective_at, recorded_at, actor_id,"
-    " idempotency_key, metadata) FROM STDIN"
+    " idempotency_key, metadata) FROM STDIN (FORMAT BINARY)"
 )
+TRANSFER_TYPES = ("int8", "uuid", "text", "text", "timestamptz", "timestamptz", "uuid", "text", "jsonb")
 COPY_LOTS = (
     "COPY lot (community_id, lot_id, account_id, transfer_id, seq, amount, remaining, earned_at,"
-    " expires_at) FROM STDIN"
+    " expires_at) FROM STDIN (FORMAT BINARY)"
 )
+LOT_TYPES = ("int8", "uuid", "uuid", "uuid", "int2", "int8", "int8", "timestamptz", "timestamptz")
 COPY_MOVEMENTS = "COPY lot_movement (community_id, transfer_id, seq, lot_id, amount) FROM STDIN"
 
 COPY_LEAVES = "COPY log_leaf (community_id, idx, leaf, leaf_hash, transfer_id) FROM STDIN (FORMAT BINARY)"

@@ -13,6 +13,7 @@ from psycopg_pool import ConnectionPool
 
 from ledger.domain.accounts import SystemAccount
 from ledger.domain.errors import ErrorCode, LedgerError
+from ledger.domain.times import to_dt
 from ledger.domain.transfers import Posting, TransferRequest
 from ledger.domain.units import Unit
 from ledger.services import batch
@@ -93,6 +94,24 @@ def test_every_shape_is_written_consistently(
         assert check_community(conn, c) == []
     rows = owner.execute("SELECT key, request_hash FROM idempotency WHERE community_id = %s", (c,)).fetchall()
     assert {r.idempotency_key: r.request_hash() for r in requests} == {k: bytes(v) for k, v in rows}
+    stored = owner.execute(
+        "SELECT idempotency_key, metadata, effective_at, actor_id FROM transfer WHERE community_id = %s", (c,)
+    ).fetchall()
+    assert {k: (m, e, a) for k, m, e, a in stored} == {
+        r.idempotency_key: (r.metadata, to_dt(r.effective_us) if r.effective_us else e, r.actor_id)
+        for r in requests
+        for k, m, e, a in stored
+        if k == r.idempotency_key
+    }
+    lots = owner.execute(
+        "SELECT l.expires_at = p.expires_at OR (l.expires_at IS NULL AND p.expires_at IS NULL),"
+        " l.earned_at = t.effective_at, l.amount = p.amount AND l.account_id = p.account_id"
+        " FROM lot l JOIN posting p USING (community_id, transfer_id, seq)"
+        " JOIN transfer t USING (community_id, transfer_id) WHERE l.community_id = %s",
+        (c,),
+    ).fetchall()
+    assert len(lots) >= 12
+    assert all(all(row) for row in lots)
     assert ledger.post_batch(requests).skipped == len(requests)  # a replay posts nothing
 
 
