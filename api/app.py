@@ -12,7 +12,7 @@ from litestar.openapi.spec import Components, OpenAPI, SecurityScheme
 from api.deps import Services, provide_access, provide_principal, provide_services
 from api.errors import HANDLERS, document_problems
 from api.fastpath import balance_fast_path
-from api.observability import PROMETHEUS, MetricsController, access_log
+from api.observability import MetricsController, access_log, http_metrics
 from api.routes.audit import AuditRoutes, TransferProofRoutes
 from api.routes.auth import login, logout, me
 from api.routes.certificates import CertificateRoutes, PublicCertificateRoutes
@@ -108,7 +108,7 @@ def create_app(services: Services, *, access_logging: bool = True, fast_paths: b
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
         openapi_config=openapi_config(),
         middleware=[
-            PROMETHEUS.middleware,
+            http_metrics,
             *([access_log] if access_logging else []),
             *([balance_fast_path] if fast_paths else []),  # innermost: after routing, inside metrics
         ],

@@ -1,8 +1,11 @@
 """Prometheus metrics and structured logs for the HTTP layer.
 
-Request latency comes from Litestar's Prometheus middleware, labelled by route template (never
-the raw path). Ledger counters are ours. Logs are JSON lines with the route template, status and
-duration: no bodies, no query strings, no headers — nothing that could carry personal data.
+Request counts and latency are recorded by ``http_metrics``, labelled by route template (never the
+raw path), under the names and labels of Litestar's Prometheus middleware, which it replaces: that
+one cost ~70 µs of CPU per request (a Request and URL object, four label lookups and a wrapped
+``send`` per call), a fifth of a balance read. Ledger counters are ours too. Logs are JSON lines
+with the route template, status and duration: no bodies, no query strings, no headers — nothing
+that could carry personal data.
 """
 
 from __future__ import annotations
@@ -13,21 +16,81 @@ import time
 from typing import Any
 
 from litestar.enums import ScopeType
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusController
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge, Histogram
 
 POSTINGS = Counter("vledger_postings_total", "Postings written through the HTTP API", ["unit"])
 TRANSFERS = Counter("vledger_transfers_total", "Transfers posted through the HTTP API", ["kind", "outcome"])
 # Job runs are counted by the scheduler (jobs/), which shares this process's registry.
 
-PROMETHEUS = PrometheusConfig(
-    app_name="vledger",
-    prefix="vledger_http",
-    group_path=True,  # the route template, so ids do not become label values
-    exclude=["/metrics"],
-    buckets=[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+_LABELS = ("method", "path", "status_code", "app_name")
+_APP = "vledger"
+REQUESTS = Counter("vledger_http_requests_total", "Total requests", _LABELS)
+ERRORS = Counter("vledger_http_requests_error_total", "Total errors in requests", _LABELS)
+DURATION = Histogram(
+    "vledger_http_request_duration_seconds",
+    "Request duration, in seconds",
+    _LABELS,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+IN_PROGRESS = Gauge(
+    "vledger_http_requests_in_progress",
+    "Total requests currently in progress",
+    _LABELS,
+    multiprocess_mode="livesum",
+)
+_NOT_COUNTED = frozenset({"/metrics"})  # the scrape itself
+
+
+def http_metrics(app: ASGIApp) -> ASGIApp:
+    """ASGI middleware (outermost, after routing): count each HTTP request and time it until its
+    response body starts, by method, route template and status. Label children are looked up once
+    per (method, route, status) and kept."""
+    recorders: dict[tuple[str, str, int], tuple[Any, Any, Any | None]] = {}
+    progress: dict[tuple[str, str], Any] = {}
+
+    def recorder(method: str, route: str, status: int) -> tuple[Any, Any, Any | None]:
+        key = (method, route, status)
+        found = recorders.get(key)
+        if found is None:
+            labels = (method, route, str(status), _APP)
+            errors = ERRORS.labels(*labels) if status >= 500 else None
+            found = recorders[key] = (REQUESTS.labels(*labels), DURATION.labels(*labels), errors)
+        return found
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        route = scope.get("path_template")
+        if scope["type"] != ScopeType.HTTP or route is None or route in _NOT_COUNTED:
+            await app(scope, receive, send)
+            return
+        method: str = scope["method"]
+        started = time.perf_counter()
+        span = [200, 0.0]  # status, seconds until the body started
+
+        async def timed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                span[0] = message["status"]
+            elif message["type"] == "http.response.body" and not span[1]:
+                span[1] = time.perf_counter() - started
+            await send(message)
+
+        running = progress.get((method, route))
+        if running is None:
+            running = progress[(method, route)] = IN_PROGRESS.labels(method, route, "200", _APP)
+        running.inc()
+        try:
+            await app(scope, receive, timed_send)
+        finally:
+            running.dec()
+            status = int(span[0])
+            count, duration, errors = recorder(method, route, status)
+            count.inc()
+            duration.observe(span[1] or time.perf_counter() - started)
+            if errors is not None:
+                errors.inc()
+
+    return middleware
 
 
 class MetricsController(PrometheusController):

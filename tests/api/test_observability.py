@@ -76,6 +76,24 @@ def test_metrics_count_requests_by_route_template(client: Client, world: World) 
     assert f"/communities/{world.community_id}/" not in text
 
 
+def test_metrics_label_the_status_time_the_request_and_track_requests_in_progress(
+    client: Client, world: World
+) -> None:
+    route = "/api/v1/communities/{community_id}/accounts/{account_id}"
+
+    def labels(status: int) -> tuple[tuple[str, str], ...]:
+        return (("app_name", "vledger"), ("method", "GET"), ("path", route), ("status_code", str(status)))
+
+    before = _samples(client, "vledger_http_requests_total").get(labels(404), 0.0)
+    timed = _samples(client, "vledger_http_request_duration_seconds_count").get(labels(404), 0.0)
+    missing = f"{_c(world)}/accounts/{uuid.uuid4()}"
+    assert client.get(missing, headers=world.auth("auditor")).status_code == 404
+    assert _samples(client, "vledger_http_requests_total")[labels(404)] == before + 1
+    assert _samples(client, "vledger_http_request_duration_seconds_count")[labels(404)] == timed + 1
+    assert _samples(client, "vledger_http_requests_in_progress")[labels(200)] == 0
+    assert labels(404) not in _samples(client, "vledger_http_requests_error_total")  # only 5xx are errors
+
+
 def test_metrics_are_prometheus_text(client: Client) -> None:
     client.get("/health")
     response = client.get("/metrics")
