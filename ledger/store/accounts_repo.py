@@ -10,6 +10,15 @@ WHERE a.community_id = %(c)s AND a.account_id = %(a)s
 GROUP BY a.community_id, a.account_id
 """
 
+# The same rows as ACCOUNT for several accounts of one community (concurrent reads, coalesced).
+ACCOUNTS_BY_ID = """
+SELECT a.account_id, a.owner_kind, a.owner_id, a.code, a.unit, a.flags, a.credit_limit, a.created_at,
+       sum(b.posted), sum(b.pending_in), sum(b.pending_out), sum(b.version)
+FROM account a JOIN balance b USING (community_id, account_id)
+WHERE a.community_id = %(c)s AND a.account_id = ANY(%(a)s)
+GROUP BY a.community_id, a.account_id
+"""
+
 # Keyset pagination on account_id; every filter is optional (NULL matches all).
 ACCOUNTS = """
 SELECT a.account_id, a.owner_kind, a.owner_id, a.code, a.unit, a.flags, a.credit_limit, a.created_at,
