@@ -4,8 +4,9 @@ Under concurrent load (an HTTP server's worker threads) each single-phase transf
 be its own transaction: its own claim, its own lock round trip, its own chain-head lock and its own
 durable commit. Here callers queue their request and wait; a writer thread per community takes whatever has
 queued since its last write and hands it to ``Ledger.transfer_many``, which writes the group in
-one transaction. An idle service pays nothing extra: a request that
-finds the writer idle is written at once, on its own, through the single path.
+one transaction. An idle service pays nothing extra: a request that finds the writer idle is
+written at once, on its own, through the single path. Under load the writer waits briefly for a
+group to fill to the size of the last one (GATHER_S) and lingers before its thread ends (LINGER_S).
 
 Every caller gets exactly the outcome ``Ledger.transfer`` would have given it (a result, a replay,
 or its LedgerError); ``transfer_many`` falls back to the single path whenever a group cannot commit
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 from collections import deque
@@ -36,6 +38,13 @@ log = logging.getLogger(__name__)
 #: Most requests written in one transaction: a bound on one group's latency and on what a failed
 #: group retries one by one.
 MAX_GROUP = 64
+#: Under load, how long the writer waits for the next group to fill up to the size of the last one
+#: (its callers answer and come back at about the same time). A lone request on an idle service
+#: never waits: the last group then had one request or none.
+GATHER_S = 0.002
+#: How long a writer whose queue ran dry waits for more before its thread ends: under steady load
+#: the next request comes within a client's round trip, and a thread started per group costs more.
+LINGER_S = 0.005
 
 
 @dataclass(slots=True)
@@ -44,6 +53,10 @@ class _Waiter:
     done: threading.Event = field(default_factory=threading.Event)
     outcome: TransferResult | BaseException | None = None
     notify: Callable[[], object] | None = None  # an asyncio caller's wake-up, run by the writer
+
+
+def _holds(queue: deque[_Waiter], count: int) -> bool:
+    return len(queue) >= count
 
 
 def _answer(waiter: _Waiter) -> TransferResult:
@@ -62,12 +75,22 @@ class GroupCommit:
     independent; one community's groups are written one after another, as its chain is one.
     """
 
-    def __init__(self, ledger: Ledger, *, max_group: int = MAX_GROUP) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        max_group: int = MAX_GROUP,
+        gather_s: float = GATHER_S,
+        linger_s: float = LINGER_S,
+    ) -> None:
         if max_group < 1:
             raise ValueError("max_group must be at least 1")
         self._ledger = ledger
         self._max_group = max_group
+        self._gather_s = gather_s
+        self._linger_s = linger_s
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # notified on every enqueue
         self._queues: dict[int, deque[_Waiter]] = {}  # only communities with a running writer
         self._closed = False
 
@@ -106,6 +129,8 @@ class GroupCommit:
             if queue is None:
                 queue = self._queues[community_id] = deque()
             queue.append(waiter)
+            if not start:
+                self._arrived.notify_all()
         if start:
             name = f"vledger-group-commit-{community_id}"
             threading.Thread(target=self._drain, args=(community_id, queue), name=name, daemon=True).start()
@@ -116,13 +141,20 @@ class GroupCommit:
             self._closed = True
 
     def _drain(self, community_id: int, queue: deque[_Waiter]) -> None:
+        last = 0  # the size of the last group written
         while True:
             with self._lock:
                 if not queue:
-                    del self._queues[community_id]
-                    return
+                    self._arrived.wait_for(lambda: bool(queue), timeout=self._linger_s)
+                    if not queue:
+                        del self._queues[community_id]
+                        return
+                want = min(last, self._max_group)
+                if len(queue) < want:
+                    self._arrived.wait_for(functools.partial(_holds, queue, want), timeout=self._gather_s)
                 group = [queue.popleft() for _ in range(min(len(queue), self._max_group))]
             self._write(group)
+            last = len(group)
 
     def _write(self, group: list[_Waiter]) -> None:
         outcomes: list[TransferResult | LedgerError] | None = None

@@ -1,0 +1,91 @@
+"""GroupCommit's writer under load: it waits (briefly) for a group to fill to the last group's size,
+never delays a lone request on an idle service, and lingers before its thread ends.
+
+A fake ledger records the groups it is given; long gather and linger times keep the tests
+independent of the machine's speed."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import cast
+
+from ledger.domain.transfers import Posting, TransferRequest
+from ledger.domain.units import Unit
+from ledger.services.group_commit import GroupCommit
+from ledger.services.ledger import Ledger
+from ledger.services.results import TransferResult
+
+
+class _Recorder:
+    """Stands in for Ledger.transfer_many: records each group's size; can hold the first write."""
+
+    def __init__(self) -> None:
+        self.groups: list[int] = []
+        self.threads: set[int] = set()
+        self.hold = threading.Event()
+        self.hold.set()
+        self.writing = threading.Event()
+
+    def transfer_many(self, requests: list[TransferRequest]) -> list[TransferResult]:
+        self.writing.set()
+        self.hold.wait(10)
+        self.groups.append(len(requests))
+        self.threads.add(threading.get_ident())
+        return [cast(TransferResult, r.idempotency_key) for r in requests]
+
+
+def _request(key: str, community_id: int = 1) -> TransferRequest:
+    a, b = uuid.uuid4(), uuid.uuid4()
+    postings = (Posting(a, Unit.POINTS, -1), Posting(b, Unit.POINTS, 1))
+    return TransferRequest(community_id, "award", postings, key)
+
+
+def _post_all(group: GroupCommit, keys: list[str]) -> list[threading.Thread]:
+    threads = [threading.Thread(target=group.transfer, args=(_request(k),)) for k in keys]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def test_after_a_group_of_three_the_next_group_waits_to_fill_to_three() -> None:
+    fake = _Recorder()
+    group = GroupCommit(cast(Ledger, fake), gather_s=5.0, linger_s=2.0)
+    fake.hold.clear()
+    first = _post_all(group, ["a"])  # written alone: the writer was idle
+    assert fake.writing.wait(5)
+    queued = _post_all(group, ["b", "c", "d"])  # queue behind the first write
+    time.sleep(0.2)
+    fake.hold.set()
+    for t in first + queued:
+        t.join(10)
+    assert fake.groups == [1, 3]
+    # Under load now: one request arrives, the writer waits for two more rather than writing it alone.
+    later = _post_all(group, ["e"])
+    time.sleep(0.3)
+    later += _post_all(group, ["f", "g"])
+    for t in later:
+        t.join(10)
+    assert fake.groups == [1, 3, 3]
+    assert len(fake.threads) == 1  # the writer lingered between groups instead of ending
+
+
+def test_a_lone_request_on_an_idle_service_is_not_delayed() -> None:
+    fake = _Recorder()
+    group = GroupCommit(cast(Ledger, fake), gather_s=5.0, linger_s=0.05)
+    for key in ("a", "b", "c"):
+        started = time.perf_counter()
+        assert group.transfer(_request(key)) == key
+        assert time.perf_counter() - started < 2.0  # far below the gather time: no waiting
+    assert fake.groups == [1, 1, 1]
+
+
+def test_a_writer_whose_queue_stays_empty_ends() -> None:
+    fake = _Recorder()
+    group = GroupCommit(cast(Ledger, fake), linger_s=0.05)
+    group.transfer(_request("a", community_id=3))
+    deadline = time.monotonic() + 5
+    while any(t.name == "vledger-group-commit-3" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the writer thread did not end"
+        time.sleep(0.01)
