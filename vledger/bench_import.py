@@ -6,7 +6,7 @@ numbers), writes a CSV sheet of ``rows`` service records (Chinese headers, ID nu
 overlaps) for one activity, and times through ``RecordImport`` (ledger/services/record_import.py):
 
 * the dry run (read, resolve, check every row, plan every credit; writes nothing);
-* the real import (the same checks again under the import lock, accounts, records, events and the
+* the real import (the same checks under the import lock, accounts, records, events and the
   ledger batch with its chain, one transaction);
 * importing the same sheet again (finds every record; posts nothing).
 

@@ -17,7 +17,7 @@ from ledger.domain.accounts import (
     SystemAccount,
 )
 from ledger.domain.errors import ErrorCode, LedgerError
-from ledger.domain.ids import uuid7
+from ledger.domain.ids import uuid7, uuid7_many
 from ledger.domain.transfers import check_text
 from ledger.domain.units import Unit
 from ledger.store.db import Conn
@@ -39,6 +39,22 @@ VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
 _INSERT_BALANCE = """
 INSERT INTO balance (community_id, account_id, bucket, floor)
 SELECT %s, %s, b, %s FROM generate_series(0, %s - 1) AS b
+"""
+# Many owned accounts at once (open_missing), from one array per column: those that do not exist
+# (account_owner_uq) are inserted, with their balance rows.
+_OPEN_MISSING = """
+WITH opened AS (
+    INSERT INTO account (community_id, account_id, owner_kind, owner_id, code, unit, flags, credit_limit,
+                         buckets)
+    SELECT %(c)s, a.* FROM unnest(%(ids)s::uuid[], %(kinds)s::text[], %(owners)s::uuid[], %(codes)s::text[],
+        %(units)s::text[], %(flags)s::int[], %(limits)s::bigint[], %(buckets)s::smallint[]) AS a
+    ON CONFLICT (community_id, owner_kind, owner_id, unit) WHERE owner_id IS NOT NULL DO NOTHING
+    RETURNING account_id, buckets
+)
+INSERT INTO balance (community_id, account_id, bucket, floor)
+SELECT %(c)s, o.account_id, b, f.floor
+FROM opened o JOIN unnest(%(ids)s::uuid[], %(floors)s::bigint[]) AS f (account_id, floor) USING (account_id),
+    generate_series(0, o.buckets - 1) AS b
 """
 
 
@@ -96,21 +112,30 @@ class Communities:
             except pg_errors.UniqueViolation:  # one account per owner and unit (account_owner_uq)
                 raise LedgerError(ErrorCode.ACCOUNT_EXISTS, unit=str(spec.unit)) from None
 
-    def open_accounts(self, community_id: int, specs: list[AccountSpec]) -> list[uuid.UUID]:
-        """Open many accounts in one transaction (a bulk import's new volunteers): all or none.
-        ACCOUNT_EXISTS if any of them exists already (the caller then opens them one by one)."""
+    def open_missing(self, conn: Conn, community_id: int, specs: list[AccountSpec]) -> None:
+        """Open the owned accounts of ``specs`` that do not exist yet, in the caller's transaction on
+        ``conn`` (a bulk import opens its volunteers' accounts with its records): one statement,
+        which the caller may queue in a pipeline. An account that exists already, or that another
+        transaction opens meanwhile, is left as it is (its balance rows too)."""
         for spec in specs:
             spec.validate()
-        with self._pool.connection() as conn:
-            try:
-                with conn.pipeline():
-                    return [self._open(conn, community_id, spec) for spec in specs]
-            except pg_errors.ForeignKeyViolation:
-                conn.rollback()
-                raise LedgerError(ErrorCode.COMMUNITY_NOT_FOUND, community_id=community_id) from None
-            except pg_errors.UniqueViolation:
-                conn.rollback()
-                raise LedgerError(ErrorCode.ACCOUNT_EXISTS) from None
+            assert spec.owner_id is not None  # the conflict clause covers owned accounts only
+        if not specs:
+            return
+        account_ids = uuid7_many(len(specs))
+        params = {
+            "c": community_id,
+            "ids": account_ids,
+            "kinds": [str(s.owner_kind) for s in specs],
+            "owners": [s.owner_id for s in specs],
+            "codes": [s.code for s in specs],
+            "units": [str(s.unit) for s in specs],
+            "flags": [int(s.flags) for s in specs],
+            "limits": [s.credit_limit for s in specs],
+            "buckets": [self._hot_buckets if AccountFlags.HOT in s.flags else 1 for s in specs],
+            "floors": [-s.credit_limit if AccountFlags.NON_NEGATIVE in s.flags else None for s in specs],
+        }
+        conn.execute(_OPEN_MISSING, params)
 
     def _open(self, conn: Conn, community_id: int, spec: AccountSpec) -> uuid.UUID:
         spec.validate()

@@ -2,11 +2,13 @@
 
 A dry run reads the sheet (ledger/services/record_sheet.py), checks every row against the community
 (ledger/services/record_import_plan.py) and reports each row's problems and what the sheet would
-credit, writing nothing. A real run refuses a sheet with any problem; otherwise it opens missing
-volunteer accounts and then, in ONE database transaction, holds the community's import lock,
-checks again, writes the records (posted) and their events with COPY, and posts every credit
-through the ledger's batch path in the same transaction (``batch.write_batch``): the records and
-their transfers are written together or not at all.
+credit, writing nothing. A real run refuses a sheet with any problem; otherwise, in ONE database
+transaction, it holds the community's import lock, checks again against the ledger (what the
+first check found stands where the ledger reads as it did then), opens the volunteers' missing
+accounts, writes the records (posted) and their events with COPY, and posts every credit through
+the ledger's batch path (``batch.write_batch``): accounts, records and transfers are written
+together or not at all. Where the server is the slower side, Python builds the next rows while it
+inserts the last ones (pipelined account inserts, COPY text sent chunk by chunk).
 
 Imported records follow the same rules as records posted one by one (rounding, caps, rates, coin
 storage cap and overflow, deadlines) and the same ledger key, ``service-record:<record_id>``. Their
@@ -20,19 +22,22 @@ Logs carry ids and counts only; the report names rows, columns and codes, never 
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import logging
 import time as clock
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 from psycopg_pool import ConnectionPool
 
 from ledger.domain.accounts import AccountSpec, OwnerKind, member_account_flags
 from ledger.domain.errors import ErrorCode, LedgerError
-from ledger.domain.service_credit import CHINA_TZ, CreditAccounts, CreditPlan, ServiceRules
+from ledger.domain.service_credit import CHINA_TZ, CreditAccounts, CreditPlan
+from ledger.domain.transfers import TransferRequest
 from ledger.services import batch
 from ledger.services import record_import_plan as plan
 from ledger.services import record_import_rows as rows_out
@@ -107,7 +112,12 @@ class RecordImport:
     ) -> ImportReport:
         """Check (and, unless ``dry_run``, import) a sheet. COMMUNITY_NOT_FOUND; INVALID_FIELD
         (``file``) for a file that is neither CSV nor XLSX. Row problems are in the report."""
-        note = progress or (lambda _stage, _done, _total: None)
+        with _collector_paused():
+            return self._run(community_id, data, actor_id, dry_run, progress or _no_progress)
+
+    def _run(
+        self, community_id: int, data: bytes, actor_id: uuid.UUID, dry_run: bool, note: Progress
+    ) -> ImportReport:
         times: dict[str, float] = {}
         started = clock.perf_counter()
         sheet = read_sheet(data)
@@ -125,146 +135,154 @@ class RecordImport:
             ignored_columns=sheet.ignored_columns,
             seconds=times,
         )
+        mark = clock.perf_counter()
+        # Before taking a connection of our own: the people service takes one too.
+        by_id_number = self._people.find_by_id_numbers(
+            community_id, [r.id_number for r in sheet.rows if r.id_number is not None]
+        )
         with self._pool.connection() as conn:
             if not records_sql.community_exists(conn, community_id):
                 raise LedgerError(ErrorCode.COMMUNITY_NOT_FOUND, community_id=community_id)
-        mark = clock.perf_counter()
-        ready = self._check(community_id, sheet, actor_id)
-        with self._pool.connection() as conn:
-            new, done = self._against_ledger(conn, community_id, sheet, ready)
-            plans = self._plans(conn, community_id, new)[0] if new else []
-        times["check"] = clock.perf_counter() - mark
-        note("check", len(sheet.rows), len(sheet.rows))
-        has_problems = _finish(report, sheet, new, done, plans)
-        if dry_run or has_problems:
-            self._log("sheet checked", community_id, actor_id, report)
-            return report
-        self._import(community_id, sheet, ready, actor_id, report, note)
-        self._log("sheet imported" if report.committed else "sheet refused", community_id, actor_id, report)
+            if dry_run:
+                checked = self._check(conn, community_id, sheet, by_id_number, actor_id, importing=False)
+                times["check"] = clock.perf_counter() - mark
+                note("check", len(sheet.rows), len(sheet.rows))
+                _finish(report, sheet, checked)
+            else:
+                try:
+                    self._import(conn, community_id, sheet, by_id_number, actor_id, report, note, mark)
+                except BaseException:
+                    conn.rollback()
+                    raise
+        if dry_run or report.problems:
+            self._log("sheet checked" if dry_run else "sheet refused", community_id, actor_id, report)
+        else:
+            self._log("sheet imported", community_id, actor_id, report)
         return report
 
     # ---------------------------------------------------------------------------------- checks
 
-    def _check(self, community_id: int, sheet: Sheet, actor_id: uuid.UUID) -> list[plan.ReadyRow]:
-        """Resolve and check every row; the rows without problems (records not yet compared)."""
+    def _check(
+        self,
+        conn: Conn,
+        community_id: int,
+        sheet: Sheet,
+        by_id_number: dict[str, uuid.UUID],
+        actor_id: uuid.UUID,
+        *,
+        importing: bool,
+    ) -> _Checked:
+        """Resolve and check every row against the community and the ledger: the rows without
+        problems, split into those not imported before (with the credit each would get) and those
+        that were; overlaps with other records are problems of their rows.
+
+        Everything is read first, for every volunteer, activity and date the sheet names (a
+        superset of those its good rows need), and the rows are then checked in Python. When
+        ``importing`` (in the import's transaction, under its lock), the server opens the
+        volunteers' missing accounts meanwhile: a sheet with problems is rolled back with them,
+        and in a sheet without any, the volunteers named are exactly those of its rows."""
         rows = sheet.rows
-        by_id_number = self._people.find_by_id_numbers(
-            community_id, [r.id_number for r in rows if r.id_number is not None]
-        )
-        with self._pool.connection() as conn:
-            persons = list({*by_id_number.values(), *(r.person_id for r in rows if r.person_id)})
-            activities = sql.activities(
-                conn,
-                community_id,
-                list({r.activity_id for r in rows if r.activity_id}),
-                list({r.activity for r in rows if r.activity}),
-            )
-            rules: dict[date, ServiceRules] = {}
-
-            def rules_on(day: date) -> ServiceRules:
-                if day not in rules:
-                    rules[day] = posting.rules_on(conn, community_id, day)
-                return rules[day]
-
-            known = plan.Known(
-                community_id=community_id,
-                actor_id=actor_id,
-                today=self._clock().astimezone(CHINA_TZ).date(),
-                by_id_number=by_id_number,
-                person_erased=sql.person_states(conn, community_id, persons),
-                activities=activities,
-                rules_on=rules_on,
-            )
-            ready = plan.resolve(rows, sheet.headers, known)
-        plan.clashes_in_sheet(ready, sheet.headers)
-        return [r for r in ready if not r.sheet.problems]
-
-    def _against_ledger(
-        self, conn: Conn, community_id: int, sheet: Sheet, ready: list[plan.ReadyRow]
-    ) -> tuple[list[plan.ReadyRow], list[plan.ReadyRow]]:
-        """The rows not imported before, and those that were; overlaps with other records are
-        problems of their rows."""
-        if not ready:
-            return [], []
-        persons = list({r.person_id for r in ready})
-        days = [r.service_date for r in ready]
-        existing = sql.records_on(conn, community_id, persons, min(days), max(days))
-        return plan.against_records(ready, existing, sheet.headers)
-
-    def _plans(
-        self, conn: Conn, community_id: int, rows: list[plan.ReadyRow]
-    ) -> tuple[list[CreditPlan], dict[uuid.UUID, CreditAccounts]]:
-        """Each row's credit, given what is posted now; and the accounts (of those that exist)."""
-        persons = list({r.person_id for r in rows})
-        totals = sql.posted_totals(
+        persons = list({*by_id_number.values(), *(r.person_id for r in rows if r.person_id)})
+        activities = sql.activities(
             conn,
             community_id,
-            persons,
-            list({r.activity.activity_id for r in rows}),
-            list({r.service_date for r in rows}),
+            list({r.activity_id for r in rows if r.activity_id}),
+            list({r.activity for r in rows if r.activity}),
         )
-        mine = sql.member_accounts(conn, community_id, persons)
-        system = posting_sql.system_accounts(conn, community_id)
-        accounts = {
-            p: posting.accounts_from(p, units, system)
-            for p, units in mine.items()
-            if all(u in units for u in posting.MEMBER_UNITS)
-        }
-        coin_accounts = {a.volunteer_coins: p for p, a in accounts.items()}
-        coins = sql.balances(conn, community_id, list(coin_accounts))
-        balances = {coin_accounts[a]: amount for a, amount in coins.items()}
-        return plan.plan_rows(rows, totals, balances), accounts
+        person_erased = sql.person_states(conn, community_id, persons)
+        days = {r.service_date for r in rows if r.service_date is not None}
+        rules = {day: posting.rules_on(conn, community_id, day) for day in days}
+        known = plan.Known(
+            community_id=community_id,
+            actor_id=actor_id,
+            today=self._clock().astimezone(CHINA_TZ).date(),
+            by_id_number=by_id_number,
+            person_erased=person_erased,
+            activities=activities,
+            rules_on=rules.__getitem__,
+        )
+        existing: list[sql.ExistingRecord] = []
+        totals = sql.PostedTotals({}, {}, {})
+        coins: dict[uuid.UUID, int] = {}
+        # A row dated outside every activity it could name has a problem whatever the ledger holds.
+        dated = [d for d in days if any(a.start_date <= d <= a.end_date for a in activities)]
+        if persons and dated:
+            existing = sql.records_on(conn, community_id, persons, min(dated), max(dated))
+            activity_ids = [a.activity_id for a in activities]
+            totals = sql.posted_totals(conn, community_id, persons, activity_ids, dated)
+            coins = sql.coin_balances(conn, community_id, persons)
+        with conn.pipeline():
+            if importing:
+                live = [p for p, erased in person_erased.items() if not erased]
+                self._open_accounts(conn, community_id, live)
+            ready = plan.resolve(rows, sheet.headers, known)
+            plan.clashes_in_sheet(ready, sheet.headers)
+            good = [r for r in ready if not r.sheet.problems]
+            new, done = plan.against_records(good, existing, sheet.headers)
+            return _Checked(new, done, plan.plan_rows(new, totals, coins))
 
     # ---------------------------------------------------------------------------------- import
 
     def _import(
         self,
+        conn: Conn,
         community_id: int,
         sheet: Sheet,
-        ready: list[plan.ReadyRow],
+        by_id_number: dict[str, uuid.UUID],
         actor_id: uuid.UUID,
         report: ImportReport,
         note: Progress,
+        mark: float,
     ) -> None:
-        mark = clock.perf_counter()
-        self._ensure_accounts(community_id, list({r.person_id for r in ready}))
-        report.seconds["accounts"] = clock.perf_counter() - mark
-        with self._pool.connection() as conn:
-            try:
-                posting_sql.lock_community_for_import(conn, community_id)
-                # Checked again under the lock: records posted one by one meanwhile count.
-                new, done = self._against_ledger(conn, community_id, sheet, ready)
-                plans, accounts = self._plans(conn, community_id, new) if new else ([], {})
-                if _finish(report, sheet, new, done, plans) or not new:
-                    conn.rollback()
-                    report.committed = not report.problems
-                    return
-                note("post", 0, len(new))
-                self._write(conn, community_id, new, plans, accounts, actor_id, report)
-            except BaseException:
-                conn.rollback()
-                raise
+        """Check and write the sheet in one transaction on ``conn``, under the community's import
+        lock: nothing posted meanwhile can make the check stale."""
+        posting_sql.lock_community_for_import(conn, community_id)
+        checked = self._check(conn, community_id, sheet, by_id_number, actor_id, importing=True)
+        report.seconds["check"] = clock.perf_counter() - mark
+        note("check", len(sheet.rows), len(sheet.rows))
+        if _finish(report, sheet, checked) or not checked.new:
+            conn.rollback()
+            report.committed = not report.problems
+            return
+        note("post", 0, len(checked.new))
+        self._write(conn, community_id, checked, actor_id, report)
         report.committed = True
-        note("post", len(new), len(new))
+        note("post", len(checked.new), len(checked.new))
+
+    def _open_accounts(self, conn: Conn, community_id: int, persons: list[uuid.UUID]) -> None:
+        """Queue the opening of these volunteers' missing hours, points and coin accounts."""
+        have = sql.member_accounts(conn, community_id, persons)
+        missing = [
+            AccountSpec(OwnerKind.PERSON, unit, member_account_flags(unit), owner_id=p)
+            for p in persons
+            for unit in posting.MEMBER_UNITS
+            if unit not in have.get(p, {})
+        ]
+        self._communities.open_missing(conn, community_id, missing)
 
     def _write(
-        self,
-        conn: Conn,
-        community_id: int,
-        rows: list[plan.ReadyRow],
-        plans: list[CreditPlan],
-        accounts: dict[uuid.UUID, CreditAccounts],
-        actor_id: uuid.UUID,
-        report: ImportReport,
+        self, conn: Conn, community_id: int, checked: _Checked, actor_id: uuid.UUID, report: ImportReport
     ) -> None:
         mark = clock.perf_counter()
-        keys = [posting.record_key(r.record_id) for r in rows]
-        used = sql.used_keys(conn, community_id, keys)
+        rows = checked.new
+        used = sql.used_keys(conn, community_id, [posting.record_key(r.record_id) for r in rows])
         assert not used, "an import key was used without its record (keys derive from new record ids)"
-        built = rows_out.build(community_id, rows, plans, accounts, actor_id, self._clock())
-        records, events, requests = built.records, built.events, built.requests
-        sql.copy_records(conn, records)
-        sql.copy_events(conn, events)
+        out = rows_out.Output(community_id, rows, checked.plans, actor_id, self._clock())
+        accounts = self._accounts(conn, community_id, rows)
+        requests: list[TransferRequest] = []
+
+        # Each chunk is built while the server inserts the one sent before it.
+        def records() -> Iterator[str]:
+            for start in out.chunks:
+                yield out.records(start)
+
+        def events() -> Iterator[str]:
+            for start in out.chunks:
+                yield out.events(start)
+                requests.extend(out.requests(start, accounts))
+
+        sql.copy_records(conn, records())
+        sql.copy_events(conn, events())
         report.seconds["records"] = clock.perf_counter() - mark
         mark = clock.perf_counter()
         report.transfers = len(requests)
@@ -275,26 +293,14 @@ class RecordImport:
         conn.commit()
         report.seconds["batch"] = clock.perf_counter() - mark
 
-    def _ensure_accounts(self, community_id: int, persons: list[uuid.UUID]) -> None:
-        """Open the volunteers' missing hours, points and coin accounts (in one transaction; one by
-        one if someone opened some meanwhile). Empty accounts: harmless if the import is refused."""
-        with self._pool.connection() as conn:
-            have = sql.member_accounts(conn, community_id, persons)
-        specs = [
-            AccountSpec(OwnerKind.PERSON, unit, member_account_flags(unit), owner_id=p)
-            for p in persons
-            for unit in posting.MEMBER_UNITS
-            if unit not in have.get(p, {})
-        ]
-        if not specs:
-            return
-        try:
-            self._communities.open_accounts(community_id, specs)
-        except LedgerError as err:
-            if err.code is not ErrorCode.ACCOUNT_EXISTS:
-                raise
-            for p in persons:
-                posting.ensure_member_accounts(self._pool, self._communities, community_id, p)
+    def _accounts(
+        self, conn: Conn, community_id: int, rows: list[plan.ReadyRow]
+    ) -> dict[uuid.UUID, CreditAccounts]:
+        """The accounts the rows' transfers touch, by volunteer (all open by now)."""
+        persons = list({r.person_id for r in rows})
+        mine = sql.member_accounts(conn, community_id, persons)
+        system = posting_sql.system_accounts(conn, community_id)
+        return {p: posting.accounts_from(p, mine.get(p, {}), system) for p in persons}
 
     def _log(self, message: str, community_id: int, actor_id: uuid.UUID, report: ImportReport) -> None:
         log.info(
@@ -311,19 +317,42 @@ class RecordImport:
         )
 
 
-def _finish(
-    report: ImportReport,
-    sheet: Sheet,
-    new: list[plan.ReadyRow],
-    done: list[plan.ReadyRow],
-    plans: list[CreditPlan],
-) -> bool:
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """The rows without problems, checked against the ledger."""
+
+    new: list[plan.ReadyRow]  # rows not imported before
+    done: list[plan.ReadyRow]  # rows whose record exists
+    plans: list[CreditPlan]  # the credit of each new row
+
+
+def _no_progress(_stage: str, _done: int, _total: int) -> None:
+    pass
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for one run, as the batch path does for its call: a run
+    keeps some tens of objects per row alive until it ends, none in a reference cycle, and each
+    collection would walk them all for nothing. Resumed unless someone else paused it."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _finish(report: ImportReport, sheet: Sheet, checked: _Checked) -> bool:
     """Fill in the report's findings; True if the sheet has problems."""
     problems = sheet.problems + [p for r in sheet.rows for p in r.problems]
     report.problems = sorted(problems, key=lambda p: (p.row, p.column or "", p.code))
     report.problem_rows = len({p.row for r in sheet.rows for p in r.problems})
-    report.ready_rows = len(new)
-    report.already_imported_rows = len(done)
+    report.ready_rows = len(checked.new)
+    report.already_imported_rows = len(checked.done)
+    plans = checked.plans
     report.credited_minutes = sum(p.credited_minutes for p in plans)
     report.credited_points = sum(p.credited_points for p in plans)
     report.credited_coin_minutes = sum(p.credited_coin_minutes for p in plans)

@@ -16,7 +16,7 @@ from datetime import date, time
 from ledger.domain.errors import ErrorCode, LedgerError
 from ledger.domain.service_credit import CreditContext, CreditPlan, ServiceRules, plan_credit
 from ledger.domain.service_records import check_place_and_content
-from ledger.domain.workdays import recording_deadline
+from ledger.domain.workdays import WorkdayCalendar, recording_deadline
 from ledger.services.record_sheet import COLUMNS, RowProblem, SheetRow
 from ledger.store.record_import_repo import ExistingRecord, PostedTotals
 from ledger.store.service_records_repo import ActivityRow
@@ -27,10 +27,10 @@ from ledger.store.service_records_repo import ActivityRow
 _RECORD_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:vledger:service-record-import")
 
 
-def record_id_of(
-    community_id: int, person_id: uuid.UUID, activity_id: uuid.UUID, day: date, start: time, end: time
-) -> uuid.UUID:
-    name = f"{community_id}|{person_id}|{activity_id}|{day.isoformat()}|{start:%H:%M}|{end:%H:%M}"
+def _record_id(prefix: str, day: date, start: time, end: time) -> uuid.UUID:
+    """The record id of a row; ``prefix`` is "community|volunteer|activity|". The name hashed,
+    "community|volunteer|activity|YYYY-MM-DD|HH:MM|HH:MM", must never change."""
+    name = f"{prefix}{day.isoformat()}|{start.hour:02d}:{start.minute:02d}|{end.hour:02d}:{end.minute:02d}"
     return uuid.uuid5(_RECORD_NAMESPACE, name)
 
 
@@ -72,19 +72,67 @@ def _problem(row: SheetRow, headers: Mapping[str, str], name: str, code: str) ->
     row.problems.append(RowProblem(row.row, headers.get(name, COLUMNS[name][0]), code))
 
 
+class _Shared:
+    """What many rows share, worked out once per distinct value: an activity's recording deadline
+    under a settings version, whether a place or content is acceptable, the fixed part of record
+    ids. Each is a pure function of its key."""
+
+    def __init__(self, community_id: int) -> None:
+        self._community_id = community_id
+        self._deadlines: dict[tuple[date, int, WorkdayCalendar], date | None] = {}
+        self._texts: dict[tuple[str, str], bool] = {}
+        self._prefixes: dict[tuple[uuid.UUID, uuid.UUID], str] = {}
+
+    def deadline(self, activity_end: date, rules: ServiceRules) -> date | None:
+        """The recording deadline; None when the calendar does not cover it (CALENDAR_NOT_COVERED)."""
+        key = (activity_end, rules.recording_deadline_working_days, rules.working_day_calendar)
+        if key not in self._deadlines:
+            try:
+                self._deadlines[key] = recording_deadline(*key)
+            except LedgerError as err:
+                if err.code is not ErrorCode.CALENDAR_NOT_COVERED:
+                    raise
+                self._deadlines[key] = None
+        return self._deadlines[key]
+
+    def text_ok(self, name: str, value: str) -> bool:
+        key = (name, value)
+        ok = self._texts.get(key)
+        if ok is None:
+            try:
+                check_place_and_content(
+                    value if name == "place" else None, value if name == "content" else None
+                )
+                ok = True
+            except LedgerError:
+                ok = False
+            self._texts[key] = ok
+        return ok
+
+    def record_id(
+        self, person: uuid.UUID, activity: uuid.UUID, day: date, start: time, end: time
+    ) -> uuid.UUID:
+        """The record id of a row, with the community, volunteer and activity formatted once per pair."""
+        prefix = self._prefixes.get((person, activity))
+        if prefix is None:
+            prefix = self._prefixes[person, activity] = f"{self._community_id}|{person}|{activity}|"
+        return _record_id(prefix, day, start, end)
+
+
 def resolve(rows: list[SheetRow], headers: Mapping[str, str], known: Known) -> list[ReadyRow]:
     """Check each parsed row against the community; the rows without problems, resolved."""
     by_id = {a.activity_id: a for a in known.activities}
     by_name: dict[str, list[ActivityRow]] = {}
     for a in known.activities:
         by_name.setdefault(a.name, []).append(a)
+    shared = _Shared(known.community_id)
     ready: list[ReadyRow] = []
     for row in rows:
         person = _person(row, headers, known)
         activity = _activity(row, headers, by_id, by_name)
         if row.problems or person is None or activity is None:
             continue
-        result = _ready(row, headers, known, person, activity)
+        result = _ready(row, headers, known, shared, person, activity)
         if result is not None and not row.problems:
             ready.append(result)
     return ready
@@ -136,7 +184,12 @@ def _activity(
 
 
 def _ready(
-    row: SheetRow, headers: Mapping[str, str], known: Known, person: uuid.UUID, activity: ActivityRow
+    row: SheetRow,
+    headers: Mapping[str, str],
+    known: Known,
+    shared: _Shared,
+    person: uuid.UUID,
+    activity: ActivityRow,
 ) -> ReadyRow | None:
     day, start, end = row.service_date, row.start_time, row.end_time
     assert day is not None and start is not None and end is not None  # required, parsed
@@ -148,26 +201,19 @@ def _ready(
         _problem(row, headers, "service_date", "DATE_OUTSIDE_ACTIVITY")
     if activity.leader_user_id is None or activity.leader_user_id == known.actor_id:
         _problem(row, headers, "activity_id" if row.activity_id else "activity", "NO_VERIFIER")
-    for name, place, content in (("place", row.place, None), ("content", None, row.content)):
-        try:
-            check_place_and_content(place, content)
-        except LedgerError:
+    for name, text in (("place", row.place), ("content", row.content)):
+        if text is not None and not shared.text_ok(name, text):
             _problem(row, headers, name, "BAD_TEXT")
     rules = known.rules_on(day)
-    try:
-        deadline = recording_deadline(
-            activity.end_date, rules.recording_deadline_working_days, rules.working_day_calendar
-        )
-    except LedgerError as err:
-        if err.code is not ErrorCode.CALENDAR_NOT_COVERED:
-            raise
+    deadline = shared.deadline(activity.end_date, rules)
+    if deadline is None:
         _problem(row, headers, "service_date", "CALENDAR_NOT_COVERED")
         return None
     if known.today > deadline:
         _problem(row, headers, "service_date", "RECORDING_OVERDUE")
     return ReadyRow(
         sheet=row,
-        record_id=record_id_of(known.community_id, person, activity.activity_id, day, start, end),
+        record_id=shared.record_id(person, activity.activity_id, day, start, end),
         person_id=person,
         activity=activity,
         service_date=day,

@@ -9,58 +9,124 @@ and who verified it (the activity's leader, on whose sheet the hours are), with 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import date, datetime, time
 
-from ledger.domain.ids import uuid7_many
+from ledger.domain.ids import uuid7_hex_many, uuid7_many
 from ledger.domain.service_credit import CreditAccounts, CreditPlan, ServiceRules, credit_postings
 from ledger.domain.transfers import Posting, TransferRequest
 from ledger.services import service_posting as posting
 from ledger.services.record_import_plan import ReadyRow
-from ledger.store.record_import_repo import Event
+from ledger.store.record_import_repo import ImportText, PostedRecord
 from ledger.store.service_records_repo import Credited
 
 EVENTS_PER_RECORD = 4  # created, submitted, verified, posted
+# Records per chunk of COPY text sent to the server (some 500 kB of records, 900 kB of events).
+CHUNK_RECORDS = 1000
 
 
-@dataclass(frozen=True, slots=True)
-class Rows:
-    records: list[tuple[object, ...]]  # in record_import_repo.RECORD_COLUMNS order
-    events: list[Event]
-    requests: list[TransferRequest]  # one per record that credits anything
+class Output:
+    """What an import writes for its new rows (in sheet order), given their plans: the records
+    and their events as COPY text, and the transfers. The text needs only the plans (each row that
+    credits anything gets its transfer id with its chunk); the transfers need the volunteers'
+    accounts too. Each comes in chunks of CHUNK_RECORDS rows, so that the caller can send one
+    while it builds the next."""
+
+    def __init__(
+        self,
+        community_id: int,
+        rows: list[ReadyRow],
+        plans: list[CreditPlan],
+        actor_id: uuid.UUID,
+        now: datetime,
+    ) -> None:
+        assert len(rows) == len(plans)
+        self._community_id = community_id
+        self._rows = rows
+        self._plans = plans
+        self._actor_id = actor_id
+        self._text = ImportText(community_id, actor_id, now)
+        self._credited: dict[int, list[Credited]] = {}  # by chunk
+
+    @property
+    def chunks(self) -> range:
+        """Where each chunk starts."""
+        return range(0, len(self._rows), CHUNK_RECORDS)
+
+    def _chunk(self, start: int) -> range:
+        return range(start, min(start + CHUNK_RECORDS, len(self._rows)))
+
+    def _credits(self, start: int) -> list[Credited]:
+        """What each row of the chunk credits, with its transfer id if it credits anything."""
+        credited = self._credited.get(start)
+        if credited is None:
+            plans = [self._plans[i] for i in self._chunk(start)]
+            # A plan that credits nothing has no postings, hence no transfer (credit_postings).
+            ids = iter(uuid7_many(sum(1 for p in plans if not p.is_empty)))
+            rules = [self._rows[i].rules for i in self._chunk(start)]
+            credited = self._credited[start] = [
+                _credited(r, None if p.is_empty else next(ids), p) for r, p in zip(rules, plans, strict=True)
+            ]
+        return credited
+
+    def records(self, start: int) -> str:
+        """The COPY text of the records of the chunk from row ``start``."""
+        text = self._text
+        lines: list[str] = []
+        for i, credited in zip(self._chunk(start), self._credits(start), strict=True):
+            r = self._rows[i]
+            leader = r.activity.leader_user_id
+            assert leader is not None and leader != self._actor_id  # NO_VERIFIER otherwise
+            lines.append(text.record(_record(r, credited, leader)))
+        return "".join(lines)
+
+    def events(self, start: int) -> str:
+        """The COPY text of the events of the records of the chunk from row ``start``."""
+        text, actor_id = self._text, self._actor_id
+        chunk = self._chunk(start)
+        event_ids = iter(uuid7_hex_many(EVENTS_PER_RECORD * len(chunk)))
+        lines: list[str] = []
+        for i, credited in zip(chunk, self._credits(start), strict=True):
+            r = self._rows[i]
+            leader = r.activity.leader_user_id
+            assert leader is not None
+            record_id = str(r.record_id)
+            plain = f'{{"source":"import","row":{r.sheet.row}}}'
+            posted = posted_detail(credited, r.sheet.row)
+            lines.append(text.event(next(event_ids), record_id, "created", actor_id, plain))
+            lines.append(text.event(next(event_ids), record_id, "submitted", actor_id, plain))
+            lines.append(text.event(next(event_ids), record_id, "verified", leader, plain))
+            lines.append(text.event(next(event_ids), record_id, "posted", actor_id, posted))
+        return "".join(lines)
+
+    def requests(self, start: int, accounts: Mapping[uuid.UUID, CreditAccounts]) -> list[TransferRequest]:
+        """The transfers of the rows of the chunk from row ``start`` that credit anything."""
+        out: list[TransferRequest] = []
+        began: dict[tuple[date, time], int] = {}  # when each distinct service began
+        for i, credited in zip(self._chunk(start), self._credits(start), strict=True):
+            transfer_id = credited.transfer_id
+            if transfer_id is None:
+                continue
+            r, p = self._rows[i], self._plans[i]
+            postings = credit_postings(p, accounts[r.person_id])
+            assert postings
+            when = (r.service_date, r.start_time)
+            if when not in began:
+                began[when] = posting.service_instant_us(*when)
+            out.append(_request(self._community_id, r, p, began[when], postings, transfer_id, self._actor_id))
+        return out
 
 
-def build(
-    community_id: int,
-    rows: list[ReadyRow],
-    plans: list[CreditPlan],
-    accounts: dict[uuid.UUID, CreditAccounts],
-    actor_id: uuid.UUID,
-    now: datetime,
-) -> Rows:
-    out = Rows([], [], [])
-    transfer_ids = iter(uuid7_many(len(rows)))
-    event_ids = iter(uuid7_many(EVENTS_PER_RECORD * len(rows)))
-    for r, p in zip(rows, plans, strict=True):
-        postings = credit_postings(p, accounts[r.person_id])
-        transfer_id = next(transfer_ids) if postings else None
-        credited = _credited(r.rules, transfer_id, p)
-        if postings:
-            key = posting.record_key(r.record_id)
-            out.requests.append(_request(community_id, r, p, key, postings, transfer_id, actor_id))
-        leader = r.activity.leader_user_id
-        assert leader is not None and leader != actor_id  # NO_VERIFIER otherwise
-        out.records.append(_record(community_id, r, credited, actor_id, leader, now))
-        source: dict[str, object] = {"source": "import", "row": r.sheet.row}
-        posted = {**posting.credited_detail(credited), "overdue": False, **source}
-        for kind, actor, detail in (
-            ("created", actor_id, source),
-            ("submitted", actor_id, source),
-            ("verified", leader, source),
-            ("posted", actor_id, posted),
-        ):
-            out.events.append((community_id, next(event_ids), r.record_id, kind, actor, now, detail))
-    return out
+def posted_detail(c: Credited, row: int) -> str:
+    """The JSON of a posted event's detail: ``service_posting.credited_detail``, not overdue, with
+    the source and the sheet's row (written out here: one per record)."""
+    transfer = "null" if c.transfer_id is None else f'"{c.transfer_id}"'
+    return (
+        f'{{"transfer_id":{transfer},"settings_version":{c.settings_version},'
+        f'"credited_minutes":{c.credited_minutes},"credited_points":{c.credited_points},'
+        f'"credited_coin_minutes":{c.credited_coin_minutes},"pool_coin_minutes":{c.pool_coin_minutes},'
+        f'"overdue":false,"source":"import","row":{row}}}'
+    )
 
 
 def _credited(rules: ServiceRules, transfer_id: uuid.UUID | None, p: CreditPlan) -> Credited:
@@ -79,12 +145,13 @@ def _request(
     community_id: int,
     r: ReadyRow,
     p: CreditPlan,
-    key: str,
+    began_us: int,
     postings: tuple[Posting, ...],
-    transfer_id: uuid.UUID | None,
+    transfer_id: uuid.UUID,
     actor_id: uuid.UUID,
 ) -> TransferRequest:
-    """The same transfer as a record posted alone (service_posting.post_plan), marked as imported."""
+    """The same transfer as a record posted alone (service_posting.post_plan), marked as imported.
+    ``began_us``: when the service began."""
     metadata: dict[str, object] = {
         "service_record_id": str(r.record_id),
         "settings_version": r.rules.version,
@@ -101,25 +168,16 @@ def _request(
         community_id,
         posting.TRANSFER_KIND,
         postings,
-        key,
-        effective_us=posting.service_instant_us(r.service_date, r.start_time),
+        posting.record_key(r.record_id),
+        effective_us=began_us,
         actor_id=actor_id,
         transfer_id=transfer_id,
         metadata=metadata,
     )
 
 
-def _record(
-    community_id: int,
-    r: ReadyRow,
-    c: Credited,
-    actor_id: uuid.UUID,
-    leader: uuid.UUID | None,
-    now: datetime,
-) -> tuple[object, ...]:
-    """A posted record, in record_import_repo.RECORD_COLUMNS order."""
-    return (
-        community_id,
+def _record(r: ReadyRow, c: Credited, leader: uuid.UUID) -> PostedRecord:
+    return PostedRecord(
         r.record_id,
         r.activity.activity_id,
         r.person_id,
@@ -130,21 +188,6 @@ def _record(
         r.content,
         r.served_minutes,
         r.deadline,
-        "posted",
-        actor_id,
-        now,
-        actor_id,
-        now,
         leader,
-        now,
-        actor_id,
-        now,
-        False,
-        c.settings_version,
-        c.transfer_id,
-        c.credited_minutes,
-        c.credited_points,
-        c.earned_coin_minutes,
-        c.credited_coin_minutes,
-        c.pool_coin_minutes,
+        c,
     )

@@ -15,7 +15,7 @@ import io
 import re
 import unicodedata
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal, InvalidOperation
@@ -134,7 +134,7 @@ def read_sheet(data: bytes) -> Sheet:
     """Parse a CSV (UTF-8 with or without BOM, or GB18030) or XLSX file. INVALID_FIELD (field
     ``file``) when it is neither, or cannot be read at all."""
     cells = enumerate(_xlsx_rows(data) if data[:4] == b"PK\x03\x04" else _csv_rows(data), start=1)
-    header_row = next(((n, c) for n, c in cells if any(_blank(x) is not None for x in c)), None)
+    header_row = next(((n, c) for n, c in cells if not _blank_row(c)), None)
     if header_row is None:
         return Sheet([], {}, [], [RowProblem(1, None, "EMPTY_SHEET")])
     header_number, header = header_row
@@ -143,13 +143,14 @@ def read_sheet(data: bytes) -> Sheet:
     for names in (*_REQUIRED, _ACTIVITY):
         if not any(n in positions for n in names):
             sheet.problems.append(RowProblem(header_number, COLUMNS[names[0]][0], "MISSING_COLUMN"))
+    parser = _RowParser(positions, headers)
     for number, cells_of_row in cells:
-        if all(_blank(c) is None for c in cells_of_row):
+        if _blank_row(cells_of_row):
             continue
         if len(sheet.rows) == MAX_ROWS:
             sheet.problems.append(RowProblem(number, None, "TOO_MANY_ROWS"))
             break
-        sheet.rows.append(_parse_row(number, cells_of_row, positions, headers))
+        sheet.rows.append(parser.parse(number, cells_of_row))
     if not sheet.rows:
         sheet.problems.append(RowProblem(header_number + 1, None, "EMPTY_SHEET"))
     return sheet
@@ -158,14 +159,13 @@ def read_sheet(data: bytes) -> Sheet:
 # ------------------------------------------------------------------------------------- files
 
 
-def _csv_rows(data: bytes) -> Iterator[tuple[object, ...]]:
+def _csv_rows(data: bytes) -> Iterator[Sequence[object]]:
     text = _decode(data)
     first = text.split("\n", 1)[0]
     delimiter = "\t" if "\t" in first and "," not in first else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
-        for row in reader:
-            yield tuple(row)
+        yield from reader
     except csv.Error:
         raise LedgerError(ErrorCode.INVALID_FIELD, field="file") from None
 
@@ -185,7 +185,7 @@ def _decode(data: bytes) -> str:
     raise LedgerError(ErrorCode.INVALID_FIELD, field="file")
 
 
-def _xlsx_rows(data: bytes) -> Iterator[tuple[object, ...]]:
+def _xlsx_rows(data: bytes) -> Iterator[Sequence[object]]:
     from openpyxl import load_workbook  # noqa: PLC0415 - only XLSX imports need it
 
     try:
@@ -212,7 +212,7 @@ def _normal_header(value: object) -> str:
     return re.sub(r"\s+", "", text).lower()
 
 
-def _map_header(header: tuple[object, ...]) -> tuple[dict[str, str], dict[str, int], list[str]]:
+def _map_header(header: Sequence[object]) -> tuple[dict[str, str], dict[str, int], list[str]]:
     headers: dict[str, str] = {}
     positions: dict[str, int] = {}
     ignored: list[str] = []
@@ -248,38 +248,73 @@ def _blank(value: object) -> object | None:
     return value
 
 
-def _parse_row(
-    number: int, cells: tuple[object, ...], positions: dict[str, int], headers: dict[str, str]
-) -> SheetRow:
-    row = SheetRow(number)
+def _blank_row(cells: Sequence[object]) -> bool:
+    return all(_blank(c) is None for c in cells)
 
-    def cell(name: str) -> object | None:
-        i = positions.get(name)
-        return None if i is None or i >= len(cells) else _blank(cells[i])
 
-    def problem(name: str, code: str) -> None:
-        row.problems.append(RowProblem(number, headers.get(name, COLUMNS[name][0]), code))
+# A blank cell's memo entry, and a text not seen before (parsed values are never these objects).
+_BLANK: Final = object()
+_UNSEEN: Final = object()
 
-    for name, parse, code in _PARSERS:
-        value = cell(name)
-        if value is None:
-            continue
-        parsed = parse(value)
-        if parsed is None:
-            problem(name, code)
-        else:
-            setattr(row, name, parsed)
-    for names in (*_REQUIRED, _ACTIVITY):
-        # (a missing column is the sheet's problem, not each row's)
-        if all(cell(n) is None for n in names) and any(n in positions for n in names):
-            problem(next(n for n in names if n in positions), "MISSING_VALUE")
-    if row.start_time is not None and row.end_time is not None and row.end_time <= row.start_time:
-        problem("end_time", "END_NOT_AFTER_START")
-    elif row.hours is not None and row.start_time is not None and row.end_time is not None:
-        served = _minutes(row.end_time) - _minutes(row.start_time)
-        if abs(row.hours * 60 - served) >= 1:
-            problem("hours", "HOURS_MISMATCH")
-    return row
+
+class _RowParser:
+    """Parses the data rows of one sheet. Text cells are parsed once per distinct text and field: a
+    sheet repeats its activities, dates, times, places and volunteers over many rows, and each
+    parser is a pure function of the cell. Other cells (XLSX numbers, dates, times) are parsed
+    each time: they are cheap to parse, and values that are equal in Python can differ as cells
+    (1, 1.0 and True; datetimes in two time zones)."""
+
+    def __init__(self, positions: dict[str, int], headers: dict[str, str]) -> None:
+        self._headers = headers
+        self._fields: list[tuple[str, int, Callable[[object], object], str, dict[str, object]]] = [
+            (name, positions[name], parse, code, {}) for name, parse, code in _PARSERS if name in positions
+        ]
+        # Each group of required fields (one of them filled in), with the column a missing value
+        # is reported in; a group whose columns are all missing is the sheet's problem instead.
+        self._required = [
+            (names, next(n for n in names if n in positions))
+            for names in (*_REQUIRED, _ACTIVITY)
+            if any(n in positions for n in names)
+        ]
+
+    def parse(self, number: int, cells: Sequence[object]) -> SheetRow:
+        row = SheetRow(number)
+        size = len(cells)
+        filled: set[str] = set()
+        for name, index, parse, code, memo in self._fields:
+            if index >= size:
+                continue
+            value = cells[index]
+            if type(value) is str:
+                parsed = memo.get(value, _UNSEEN)
+                if parsed is _UNSEEN:
+                    parsed = memo[value] = _BLANK if _blank(value) is None else parse(value)
+            else:
+                parsed = _BLANK if _blank(value) is None else parse(value)
+            if parsed is _BLANK:
+                continue
+            filled.add(name)
+            if parsed is None:
+                self._problem(row, name, code)
+            else:
+                setattr(row, name, parsed)
+        for names, column in self._required:
+            if filled.isdisjoint(names):
+                self._problem(row, column, "MISSING_VALUE")
+        self._check_times(row)
+        return row
+
+    def _check_times(self, row: SheetRow) -> None:
+        start, end = row.start_time, row.end_time
+        if start is None or end is None:
+            return
+        if end <= start:
+            self._problem(row, "end_time", "END_NOT_AFTER_START")
+        elif row.hours is not None and abs(row.hours * 60 - (_minutes(end) - _minutes(start))) >= 1:
+            self._problem(row, "hours", "HOURS_MISMATCH")
+
+    def _problem(self, row: SheetRow, name: str, code: str) -> None:
+        row.problems.append(RowProblem(row.row, self._headers.get(name, COLUMNS[name][0]), code))
 
 
 def _minutes(t: time) -> int:

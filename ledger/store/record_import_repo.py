@@ -7,24 +7,23 @@ together with the ledger batch).
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time
-
-from psycopg.types.json import Jsonb
+from typing import Any, Final, NamedTuple
 
 from ledger.domain.service_records import RecordState
 from ledger.domain.units import Unit
 from ledger.store.db import Conn
-from ledger.store.service_records_repo import ActivityRow
+from ledger.store.service_records_repo import ActivityRow, Credited
 
 _ACTIVITIES = """
 SELECT activity_id, name, start_date, end_date, place, content, organising_unit, leader_user_id,
        leader_person_id, created_by, created_at
 FROM activity WHERE community_id = %s AND (activity_id = ANY(%s) OR name = ANY(%s)) ORDER BY activity_id
 """
-Event = tuple[int, uuid.UUID, uuid.UUID, str, uuid.UUID | None, datetime, dict[str, object]]
 
 
 def activities(conn: Conn, community_id: int, ids: list[uuid.UUID], names: list[str]) -> list[ActivityRow]:
@@ -112,19 +111,25 @@ def member_accounts(
     return out
 
 
-def balances(conn: Conn, community_id: int, account_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+def coin_balances(conn: Conn, community_id: int, person_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """The volunteers' time-coin balances (those with a coin account), by volunteer."""
     rows = conn.execute(
-        "SELECT account_id, sum(posted) FROM balance WHERE community_id = %s AND account_id = ANY(%s)"
-        " GROUP BY account_id",
-        (community_id, account_ids),
+        "SELECT a.owner_id, sum(b.posted) FROM account a JOIN balance b USING (community_id, account_id)"
+        " WHERE a.community_id = %s AND a.owner_kind = 'person' AND a.owner_id = ANY(%s)"
+        " AND a.unit = 'coin_minutes' GROUP BY a.owner_id",
+        (community_id, person_ids),
     ).fetchall()
     return {r[0]: int(r[1]) for r in rows}
 
 
 def used_keys(conn: Conn, community_id: int, keys: list[str]) -> list[str]:
-    """Which of these ledger idempotency keys were already claimed."""
+    """Which of these ledger idempotency keys were already claimed. The keys go as one comma-joined
+    text (they never hold a comma: ledger.domain.transfers._KEY_RE), which the server splits;
+    psycopg would adapt a list element by element."""
+    assert not any("," in k for k in keys)
     rows = conn.execute(
-        "SELECT key FROM idempotency WHERE community_id = %s AND key = ANY(%s)", (community_id, keys)
+        "SELECT key FROM idempotency WHERE community_id = %s AND key = ANY(string_to_array(%s, ','))",
+        (community_id, ",".join(keys)),
     ).fetchall()
     return [str(r[0]) for r in rows]
 
@@ -138,17 +143,95 @@ RECORD_COLUMNS = (
     " credited_points, earned_coin_minutes, credited_coin_minutes, pool_coin_minutes"
 )
 EVENT_COLUMNS = "community_id, event_id, record_id, kind, actor_id, at, detail"
+_NULL: Final = "\\N"
+_SPECIAL: Final = re.compile(r"[\\\t\n\r]")
 
 
-def copy_records(conn: Conn, rows: Iterable[tuple[object, ...]]) -> None:
-    """Posted records, one tuple per record in RECORD_COLUMNS order."""
-    with conn.cursor().copy(f"COPY service_record ({RECORD_COLUMNS}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
+def copy_escape(text: str) -> str:
+    """``text`` as a value of COPY's text format: backslash, tab, newline and carriage return escaped."""
+    if _SPECIAL.search(text) is None:
+        return text
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
-def copy_events(conn: Conn, rows: Iterable[Event]) -> None:
-    """Events, one tuple per event in EVENT_COLUMNS order (the detail as a dict)."""
-    with conn.cursor().copy(f"COPY service_record_event ({EVENT_COLUMNS}) FROM STDIN") as copy:
-        for c, event_id, record_id, kind, actor, at, detail in rows:
-            copy.write_row((c, event_id, record_id, kind, actor, at, Jsonb(detail)))
+class _Memo(dict[Any, str]):
+    """``memo[value]`` is ``render(value)``, computed once per distinct value."""
+
+    def __init__(self, render: Callable[[Any], str]) -> None:
+        super().__init__()
+        self._render = render
+
+    def __missing__(self, value: object) -> str:
+        text = self[value] = self._render(value)
+        return text
+
+
+class PostedRecord(NamedTuple):
+    """A record an import writes, posted (its other columns are the import's: ``ImportText``)."""
+
+    record_id: uuid.UUID
+    activity_id: uuid.UUID
+    person_id: uuid.UUID
+    service_date: date
+    start_time: time
+    end_time: time
+    place: str
+    content: str
+    served_minutes: int
+    deadline: date
+    verified_by: uuid.UUID
+    credited: Credited
+
+
+class ImportText:
+    """The COPY text lines of one import's records and events, in RECORD_COLUMNS and EVENT_COLUMNS
+    order. The importer created, submitted and posted every record at ``at`` (not overdue); each
+    row's verifier verified it then. Repeated values (volunteers, activities, dates, times, texts)
+    are rendered once; timestamps as psycopg would send them (``str``)."""
+
+    def __init__(self, community_id: int, actor_id: uuid.UUID, at: datetime) -> None:
+        self._ids = _Memo(str)
+        self._days = _Memo(date.isoformat)
+        self._times = _Memo(time.isoformat)
+        self._texts = _Memo(copy_escape)
+        self._community = f"{community_id}\t"
+        actor, when = str(actor_id), str(at)
+        self._actor, self._at = actor, when
+        self._created = f"{actor}\t{when}\t{actor}\t{when}"  # created_by/at, submitted_by/at
+
+    def record(self, r: PostedRecord) -> str:
+        ids, days, times, texts, c = self._ids, self._days, self._times, self._texts, r.credited
+        transfer = _NULL if c.transfer_id is None else str(c.transfer_id)
+        return (
+            f"{self._community}{r.record_id}\t{ids[r.activity_id]}\t{ids[r.person_id]}"
+            f"\t{days[r.service_date]}\t{times[r.start_time]}\t{times[r.end_time]}\t{texts[r.place]}"
+            f"\t{texts[r.content]}\t{r.served_minutes}\t{days[r.deadline]}\tposted\t{self._created}"
+            f"\t{ids[r.verified_by]}\t{self._at}\t{self._actor}\t{self._at}\tf\t{c.settings_version}"
+            f"\t{transfer}\t{c.credited_minutes}\t{c.credited_points}\t{c.earned_coin_minutes}"
+            f"\t{c.credited_coin_minutes}\t{c.pool_coin_minutes}\n"
+        )
+
+    def event(self, event_id: str, record_id: str, kind: str, actor_id: uuid.UUID, detail: str) -> str:
+        """An event at ``at``. ``event_id`` and ``record_id`` are uuid text (with or without hyphens);
+        ``detail`` is the JSON text of the jsonb detail."""
+        return (
+            f"{self._community}{event_id}\t{record_id}\t{kind}\t{self._ids[actor_id]}\t{self._at}"
+            f"\t{copy_escape(detail)}\n"
+        )
+
+
+def copy_records(conn: Conn, chunks: Iterable[str]) -> None:
+    """Posted records, as ImportText lines: each chunk is sent as soon as it is produced, so the
+    server inserts while the caller renders the next one."""
+    _copy(conn, f"COPY service_record ({RECORD_COLUMNS}) FROM STDIN", chunks)
+
+
+def copy_events(conn: Conn, chunks: Iterable[str]) -> None:
+    """Events, as ImportText lines (streamed like copy_records)."""
+    _copy(conn, f"COPY service_record_event ({EVENT_COLUMNS}) FROM STDIN", chunks)
+
+
+def _copy(conn: Conn, statement: str, chunks: Iterable[str]) -> None:
+    with conn.cursor().copy(statement) as copy:
+        for chunk in chunks:
+            copy.write(chunk)

@@ -4,15 +4,21 @@ through the batch path, the credit rules of single records, importing twice, ref
 from __future__ import annotations
 
 import io
+import time as time_module
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import date, datetime, time
 
+import psycopg
 import pytest
 from openpyxl import Workbook
 from psycopg_pool import ConnectionPool
 from service_world import HOUR, World, make_world  # this directory is on sys.path (rootdir-less tests)
 
+from ledger.domain.accounts import AccountFlags, AccountSpec, OwnerKind, SystemAccount, member_account_flags
 from ledger.domain.errors import ErrorCode, LedgerError
+from ledger.domain.ids import uuid7
 from ledger.domain.people import PersonProfile
 from ledger.domain.service_records import ActivityFields
 from ledger.domain.transfers import Posting, TransferRequest
@@ -24,6 +30,7 @@ from ledger.services.ledger import Ledger
 from ledger.services.people import People
 from ledger.services.record_import import ImportReport, RecordImport
 from ledger.store.db import Conn
+from vledger import bench_import
 
 HEADER = "姓名,证件号码,活动名称,服务日期,开始时间,结束时间,服务地点,服务内容,组织单位,活动负责人\n"
 ID_A, ID_B = "11010519491231002X", "320102198001011238"
@@ -196,6 +203,7 @@ def test_records_and_transfers_are_one_transaction(
     with pytest.raises(LedgerError, check=lambda e: e.code is ErrorCode.ACCOUNT_NOT_FOUND):
         importer.run(w.cid, sheet, actor_id=w.worker, dry_run=False)
     assert records_of(w) == []
+    assert w.owner.execute("SELECT count(*) FROM account WHERE owner_id = %s", (a,)).fetchone() == (0,)
     assert w.balance(a, Unit.SERVICE_MINUTES) == 0
     monkeypatch.undo()
     assert importer.run(w.cid, sheet, actor_id=w.worker, dry_run=False).transfers == 1
@@ -273,3 +281,206 @@ def test_xlsx_gb18030_person_ids_and_unreadable_files(
             importer.run(w.cid, bad, actor_id=w.worker, dry_run=True)
     with pytest.raises(LedgerError, check=lambda e: e.code is ErrorCode.COMMUNITY_NOT_FOUND):
         importer.run(10**9, gb, actor_id=w.worker, dry_run=True)
+
+
+def test_what_is_written_reads_back_as_written(w: World, people: People, importer: RecordImport) -> None:
+    """Texts with backslashes, quotes and full-width characters; a row that credits nothing (no
+    transfer); the posted event's detail; the same values a record posted alone would hold."""
+    a = register(w, people, ID_A)
+    act = w.activity()
+    place, content = 'C:\\楼道 "二层"', "陪伴老人，打扫卫生（周三）"
+    quoted = '"' + place.replace('"', '""') + '"'  # as a spreadsheet writes it
+    sheet = csv(
+        f"张伟,{ID_A},社区助老服务,2025-03-05,09:00,11:45,{quoted},{content},,",
+        f"张伟,{ID_A},社区助老服务,2025-03-06,09:00,09:20,,,,",  # 20 minutes: rounded down to nothing
+    )
+    report = importer.run(w.cid, sheet, actor_id=w.worker, dry_run=False)
+    assert (report.committed, report.ready_rows, report.transfers) == (True, 2, 1)
+    first, empty = (w.records.get(w.cid, r[0]) for r in records_of(w))  # type: ignore[arg-type]
+    assert (first.place, first.content, first.served_minutes, first.deadline) == (
+        place,
+        content,
+        165,
+        date(2025, 3, 21),
+    )
+    assert (empty.place, empty.content) == (act.place, act.content)
+    assert (empty.state, empty.transfer_id, empty.credited_minutes, empty.settings_version) == (
+        "posted",
+        None,
+        0,
+        0,
+    )
+    assert (first.created_by, first.submitted_by, first.verified_by, first.posted_by) == (
+        w.worker,
+        w.worker,
+        w.leader,
+        w.worker,
+    )
+    assert first.created_at == first.submitted_at == first.verified_at == first.posted_at == w.clock()
+    assert not first.overdue and first.transfer_id is not None
+    for record, row in ((first, 2), (empty, 3)):
+        events = w.records.history(w.cid, record.record_id)
+        assert [e.at for e in events] == [w.clock()] * 4
+        assert events[3].detail == {
+            "transfer_id": None if record.transfer_id is None else str(record.transfer_id),
+            "settings_version": 0,
+            "credited_minutes": record.credited_minutes,
+            "credited_points": record.credited_points,
+            "credited_coin_minutes": record.credited_coin_minutes,
+            "pool_coin_minutes": record.pool_coin_minutes,
+            "overdue": False,
+            "source": "import",
+            "row": row,
+        }
+    assert [k for (_, _, k) in w.transfers_for(first.record_id)] == [f"service-record:{first.record_id}"]
+    assert w.transfers_for(empty.record_id) == [] and w.balance(a, Unit.SERVICE_MINUTES) == 150
+
+
+def test_a_refused_real_run_reports_as_the_dry_run_and_opens_nothing(
+    w: World, people: People, importer: RecordImport
+) -> None:
+    a = register(w, people, ID_A)
+    w.activity()
+    sheet = csv(
+        f"张伟,{ID_A},社区助老服务,2025-03-05,09:00,11:45,,,,",
+        f"张伟,{ID_A},社区助老服务,2025-03-05,11:00,12:00,,,,",
+        f"张伟,{ID_A},社区助老服务,2025-03-06,9点,10:00,,,,",
+    )
+    dry = importer.run(w.cid, sheet, actor_id=w.worker, dry_run=True)
+    real = importer.run(w.cid, sheet, actor_id=w.worker, dry_run=False)
+    assert real.problems == dry.problems and codes(real) == [
+        (3, "开始时间", "OVERLAP"),
+        (4, "开始时间", "BAD_TIME"),
+    ]
+    assert (real.committed, real.ready_rows, real.credited_minutes) == (
+        False,
+        dry.ready_rows,
+        dry.credited_minutes,
+    )
+    assert records_of(w) == []
+    assert w.owner.execute("SELECT count(*) FROM account WHERE owner_id = %s", (a,)).fetchone() == (0,)
+
+
+def test_existing_accounts_and_their_coins_count(w: World, people: People, importer: RecordImport) -> None:
+    """A volunteer with a coin account only (and coins in it): the import opens the two others,
+    and the storage cap counts the coins, in the dry run as in the import."""
+    a = register(w, people, ID_A)
+    w.activity()
+    spec = AccountSpec(
+        OwnerKind.PERSON, Unit.COIN_MINUTES, member_account_flags(Unit.COIN_MINUTES), owner_id=a
+    )
+    coins = w.communities.open_account(w.cid, spec)
+    issuance = w.system(SystemAccount.ISSUANCE, Unit.COIN_MINUTES)
+    postings = (
+        Posting(issuance, Unit.COIN_MINUTES, -1498 * HOUR),
+        Posting(coins, Unit.COIN_MINUTES, 1498 * HOUR),
+    )
+    w.ledger.transfer(TransferRequest(w.cid, "award", postings, "award-coins"))
+    sheet = csv(f"张伟,{ID_A},社区助老服务,2025-03-05,09:00,12:00,,,,")
+    dry = importer.run(w.cid, sheet, actor_id=w.worker, dry_run=True)
+    real = importer.run(w.cid, sheet, actor_id=w.worker, dry_run=False)
+    for report in (dry, real):
+        assert (report.credited_coin_minutes, report.pool_coin_minutes) == (120, 60)
+    mine = w.owner.execute(
+        "SELECT unit, account_id FROM account WHERE community_id = %s AND owner_id = %s", (w.cid, a)
+    ).fetchall()
+    assert sorted(u for u, _ in mine) == ["coin_minutes", "points", "service_minutes"]
+    assert dict(mine)["coin_minutes"] == coins and w.balance(a, Unit.COIN_MINUTES) == 1500 * HOUR
+    buckets = w.owner.execute(
+        "SELECT count(*) FROM balance WHERE community_id = %s AND account_id = ANY(%s)",
+        (w.cid, [account for _, account in mine]),
+    ).fetchone()
+    assert buckets == (3,)
+
+
+def test_an_account_opened_meanwhile_is_kept(
+    w: World, people: People, importer: RecordImport, db_url: str
+) -> None:
+    """Another transaction opens a volunteer's hours account while the import runs: the import
+    waits for it and keeps that account."""
+    a = register(w, people, ID_A)
+    w.activity()
+    theirs = uuid7()
+    with psycopg.connect(db_url) as other:
+        other.execute(
+            "INSERT INTO account (community_id, account_id, owner_kind, owner_id, unit, flags) VALUES"
+            " (%s, %s, 'person', %s, 'service_minutes', %s)",
+            (w.cid, theirs, a, int(member_account_flags(Unit.SERVICE_MINUTES))),
+        )
+        other.execute(
+            "INSERT INTO balance (community_id, account_id, bucket, floor) VALUES (%s, %s, 0, 0)",
+            (w.cid, theirs),
+        )
+        sheet = csv(f"张伟,{ID_A},社区助老服务,2025-03-05,09:00,11:45,,,,")
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(importer.run, w.cid, sheet, actor_id=w.worker, dry_run=False)
+            time_module.sleep(0.5)
+            assert not running.done()  # waiting for the other transaction's account
+            other.commit()
+            report = running.result(timeout=30)
+    assert (report.committed, report.transfers) == (True, 1)
+    mine = w.owner.execute(
+        "SELECT unit, account_id FROM account WHERE community_id = %s AND owner_id = %s", (w.cid, a)
+    ).fetchall()
+    assert len(mine) == 3 and dict(mine)["service_minutes"] == theirs
+    assert w.balance(a, Unit.SERVICE_MINUTES) == 150
+
+
+def test_two_imports_of_one_sheet_at_once_post_it_once(
+    w: World, people: People, importer: RecordImport
+) -> None:
+    ids = [bench_import.id_number(i) for i in range(3)]
+    persons = [register(w, people, n, f"志愿者{i}") for i, n in enumerate(ids)]
+    w.activity()
+    sheet = csv(
+        *(
+            f"志愿者{i},{n},社区助老服务,2025-03-0{d},09:00,11:45,,,,"
+            for i, n in enumerate(ids)
+            for d in (3, 4, 5)
+        )
+    )
+    with ThreadPoolExecutor(2) as pool:
+        runs = [pool.submit(importer.run, w.cid, sheet, actor_id=w.worker, dry_run=False) for _ in range(2)]
+        reports = sorted((f.result(timeout=60) for f in runs), key=lambda r: r.transfers)
+    assert [(r.committed, r.transfers, r.already_imported_rows) for r in reports] == [
+        (True, 0, 9),
+        (True, 9, 0),
+    ]
+    assert len(records_of(w)) == 9
+    assert [w.balance(p, Unit.SERVICE_MINUTES) for p in persons] == [450] * 3
+
+
+def test_open_missing_matches_opening_one_by_one(w: World, pool: ConnectionPool[Conn]) -> None:
+    """The set-based opening gives each account the balance rows open_account gives it (buckets of
+    a hot account, the floor of a non-negative one), and leaves existing accounts alone."""
+    a, b = w.person(), w.person()
+    kept = w.communities.open_account(
+        w.cid, AccountSpec(OwnerKind.PERSON, Unit.POINTS, member_account_flags(Unit.POINTS), owner_id=a)
+    )
+    specs = [
+        AccountSpec(OwnerKind.PERSON, Unit.POINTS, member_account_flags(Unit.POINTS), owner_id=a),
+        AccountSpec(OwnerKind.PERSON, Unit.COIN_MINUTES, AccountFlags.HOT, owner_id=a),
+        AccountSpec(
+            OwnerKind.PERSON, Unit.SERVICE_MINUTES, AccountFlags.NON_NEGATIVE, owner_id=b, credit_limit=5
+        ),
+    ]
+    with pool.connection() as conn:
+        w.communities.open_missing(conn, w.cid, specs)
+    c = w.person()
+    for spec in specs:
+        w.communities.open_account(w.cid, replace(spec, owner_id=c))
+
+    def shape(owner: uuid.UUID) -> list[tuple[object, ...]]:
+        return w.owner.execute(
+            "SELECT a.unit, a.flags, a.credit_limit, a.buckets, count(*), min(b.floor), max(b.floor)"
+            " FROM account a JOIN balance b USING (community_id, account_id)"
+            " WHERE a.community_id = %s AND a.owner_id = %s GROUP BY 1, 2, 3, 4 ORDER BY 1",
+            (w.cid, owner),
+        ).fetchall()
+
+    assert shape(a) + shape(b) == shape(c)
+    mine = w.owner.execute(
+        "SELECT account_id FROM account WHERE community_id = %s AND owner_id = %s AND unit = 'points'",
+        (w.cid, a),
+    ).fetchall()
+    assert mine == [(kept,)]

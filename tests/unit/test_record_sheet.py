@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import uuid
 from datetime import date, datetime, time
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openpyxl import Workbook
 
 from ledger.domain.errors import ErrorCode, LedgerError
-from ledger.services.record_sheet import COLUMNS, column_letter, read_sheet
+from ledger.services import record_sheet
+from ledger.services.record_sheet import COLUMNS, RowProblem, SheetRow, column_letter, read_sheet
 
 HEADER = "姓名,证件号码,活动名称,服务日期,开始时间,结束时间"
 
@@ -155,3 +159,111 @@ def test_unreadable_files_are_invalid() -> None:
 
 def test_column_letters() -> None:
     assert [column_letter(i) for i in (0, 25, 26, 701, 702)] == ["A", "Z", "AA", "ZZ", "AAA"]
+
+
+# ------------------------------------------------------------ the row parser against the plain one
+
+
+def _plain_row(
+    number: int, cells: tuple[object, ...], positions: dict[str, int], headers: dict[str, str]
+) -> SheetRow:
+    """Every cell parsed on its own, as the sheet reader did before it remembered parsed texts."""
+    row = SheetRow(number)
+
+    def cell(name: str) -> object | None:
+        i = positions.get(name)
+        return None if i is None or i >= len(cells) else record_sheet._blank(cells[i])
+
+    def problem(name: str, code: str) -> None:
+        row.problems.append(RowProblem(number, headers.get(name, COLUMNS[name][0]), code))
+
+    for name, parse, code in record_sheet._PARSERS:
+        value = cell(name)
+        if value is None:
+            continue
+        parsed = parse(value)
+        if parsed is None:
+            problem(name, code)
+        else:
+            setattr(row, name, parsed)
+    for names in (*record_sheet._REQUIRED, record_sheet._ACTIVITY):
+        if all(cell(n) is None for n in names) and any(n in positions for n in names):
+            problem(next(n for n in names if n in positions), "MISSING_VALUE")
+    if row.start_time is not None and row.end_time is not None and row.end_time <= row.start_time:
+        problem("end_time", "END_NOT_AFTER_START")
+    elif row.hours is not None and row.start_time is not None and row.end_time is not None:
+        served = (
+            row.end_time.hour * 60 + row.end_time.minute - row.start_time.hour * 60 - row.start_time.minute
+        )
+        if abs(row.hours * 60 - served) >= 1:
+            problem("hours", "HOURS_MISMATCH")
+    return row
+
+
+# Cell texts by field, good and bad, few enough that rows repeat them (as real sheets do).
+_TEXTS = {
+    "id_number": ["110105194912310021", "32010219800101123X", " 32010219800101123X ", "", "x" * 41, "a\x07b"],
+    "person_id": [str(uuid.UUID(int=7)), "not-an-id", "", " "],
+    "activity_id": [str(uuid.UUID(int=9)), "{bad}", ""],
+    "activity": ["助老", "社区助老服务", " 助老 ", "", "a\tb", "e\u0301"],
+    "service_date": ["2025-03-07", "2025/3/7", "2025年3月7日", "20250307", "2025-02-30", "明天", ""],
+    "start_time": ["9:00", "09:30", "９：３０", "9点30", "09:30:15", "24:00", ""],
+    "end_time": ["10:00", "11:45", "09:00", "23:59", "9", ""],
+    "hours": ["1", "1.5", "2.75", "abc", "0", "25", "NaN", ""],
+    "place": ["活动中心", "", "楼道\\北"],
+    "content": ["陪伴老人", "", "x" * 2001],
+    "organising_unit": ["居委会", ""],
+}
+# Cells as an XLSX sheet holds them: numbers, dates and times keep their types.
+_CELLS: list[object] = [
+    None,
+    True,
+    0,
+    1,
+    1.0,
+    1.5,
+    0.375,
+    110105194912310021,
+    1.1010519491231002e17,
+    datetime(2025, 3, 7),
+    datetime(2025, 3, 7, 9, 30),
+    date(2025, 3, 7),
+    time(9, 0),
+    time(9, 0, 15),
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.sampled_from(sorted(_TEXTS)), min_size=1, max_size=len(_TEXTS), unique=True),
+    st.data(),
+)
+def test_rows_parse_as_cell_by_cell(fields: list[str], data: st.DataObject) -> None:
+    """The same rows, problems and order as parsing every cell on its own, on CSV sheets that
+    repeat texts, leave cells or whole columns out, and have short rows."""
+    header = [COLUMNS[f][0] for f in fields]
+    lines = [",".join(header)]
+    for _ in range(data.draw(st.integers(1, 30))):
+        width = data.draw(st.integers(1, len(fields)))
+        lines.append(",".join(f'"{data.draw(st.sampled_from(_TEXTS[f]))}"' for f in fields[:width]))
+    text = "\n".join(lines) + "\n"
+    sheet = read_sheet(text.encode())
+    headers, positions, _ = record_sheet._map_header(header)
+    cells = [next(csv.reader([line])) for line in lines[1:]]
+    expected = [
+        _plain_row(n, tuple(c), positions, headers)
+        for n, c in enumerate(cells, start=2)
+        if not record_sheet._blank_row(c)
+    ]
+    assert sheet.rows == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.sampled_from([*_CELLS, "2025-03-07", "9:00", "10:30", "助老", ""]), max_size=11)))
+def test_typed_cells_parse_as_cell_by_cell(rows: list[list[object]]) -> None:
+    """XLSX cells of every type, through one parser (so texts are remembered across rows)."""
+    header = [COLUMNS[name][0] for name, _, _ in record_sheet._PARSERS]
+    headers, positions, _ = record_sheet._map_header(header)
+    parser = record_sheet._RowParser(positions, headers)
+    for n, cells in enumerate(rows, start=2):
+        assert parser.parse(n, cells) == _plain_row(n, tuple(cells), positions, headers)
