@@ -259,24 +259,23 @@ def _plainly_valid(req: TransferRequest) -> bool:
     validates many requests). False means "not shown here": _check_every_field then decides, and
     it alone reports faults, so codes, fields and precedence are its own.
 
-    The common shape: a tuple of postings in one unit, ids that are UUIDs, no timeout, metadata a
-    dict (or None). Every condition here implies the general check it stands for.
+    The common shape: a tuple of postings (in one unit or several, each summing to zero), ids that
+    are UUIDs, no timeout, metadata a dict (or None). Every condition here implies the general
+    check it stands for.
     """
     postings = req.postings
     if type(postings) is not tuple or not 0 < len(postings) <= MAX_POSTINGS:
         return False
-    unit = postings[0].unit if type(postings[0]) is Posting else None
-    if type(unit) is not Unit:
-        return False
-    points = unit is Unit.POINTS
-    total = 0
+    totals: dict[Unit, int] = {}
     for p in postings:
-        amount = p.amount if type(p) is Posting else None
+        if type(p) is not Posting:
+            return False
+        unit, amount = p.unit, p.amount
         if (
-            type(amount) is not int
+            type(unit) is not Unit
+            or type(amount) is not int
             or not amount
             or not -MAX_AMOUNT <= amount <= MAX_AMOUNT
-            or p.unit is not unit
             or type(p.account_id) is not uuid.UUID
         ):
             return False
@@ -284,12 +283,12 @@ def _plainly_valid(req: TransferRequest) -> bool:
         if expires_at_us is not None and (
             type(expires_at_us) is not int
             or not 0 <= expires_at_us <= MAX_TIME_US
-            or not points
+            or unit is not Unit.POINTS
             or amount < 0
         ):
             return False
-        total += amount
-    if total or len({p.account_id.int for p in postings}) != len(postings):
+        totals[unit] = totals.get(unit, 0) + amount
+    if any(totals.values()) or len({p.account_id.int for p in postings}) != len(postings):
         return False
     effective_us, metadata = req.effective_us, req.metadata
     return (

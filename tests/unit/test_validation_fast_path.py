@@ -54,6 +54,17 @@ def postings(draw: st.DrawFn) -> Any:
     if draw(st.integers(0, 40)) == 0:
         count = draw(st.sampled_from([0, MAX_POSTINGS, MAX_POSTINGS + 1]))
         return tuple(Posting(uuid.UUID(int=i + 1), Unit.POINTS, 1 if i % 2 else -1) for i in range(count))
+    if draw(st.integers(0, 4)) == 0:  # balanced pairs in several units, as a service record's credit
+        pairs = draw(st.lists(st.sampled_from(list(Unit)), min_size=1, max_size=MAX_POSTINGS // 2))
+        out = []
+        for unit in pairs:
+            amount = draw(amounts)
+            credit = -amount if type(amount) is int else amount
+            out += [
+                Posting(draw(account_ids), unit, amount),
+                Posting(draw(account_ids), draw(_mostly(st.just(unit), units)), credit, draw(instants)),
+            ]
+        return tuple(out)
     unit = draw(units)
     out = [
         Posting(
@@ -136,21 +147,22 @@ def test_common_requests_take_the_fast_path() -> None:
         _award(
             postings=(Posting(ACCOUNTS[0], Unit.COIN_MINUTES, -5), Posting(ACCOUNTS[1], Unit.COIN_MINUTES, 5))
         ),
+        _award(
+            postings=(
+                Posting(ACCOUNTS[0], Unit.SERVICE_MINUTES, -90),
+                Posting(ACCOUNTS[1], Unit.SERVICE_MINUTES, 90),
+                Posting(ACCOUNTS[2], Unit.POINTS, -30),
+                Posting(ACCOUNTS[3], Unit.POINTS, 30, expires_at_us=1_800_000_000_000_000),
+            )
+        ),
     ):
         assert transfers._plainly_valid(req), req
 
 
 def test_unusual_requests_take_the_general_path() -> None:
-    mixed_units = (
-        Posting(ACCOUNTS[0], Unit.POINTS, -1),
-        Posting(ACCOUNTS[1], Unit.POINTS, 1),
-        Posting(ACCOUNTS[2], Unit.COIN_MINUTES, -1),
-        Posting(ACCOUNTS[3], Unit.COIN_MINUTES, 1),
-    )
     as_text: Any = str(ACCOUNTS[0])  # a canonical id as text passes validation
     text_id = (Posting(as_text, Unit.POINTS, -1), Posting(ACCOUNTS[1], Unit.POINTS, 1))
     for req in (
-        _award(postings=mixed_units),
         _award(postings=text_id),
         _award(phase=Phase.PENDING, timeout_us=5),
         _award(postings=list(_award().postings)),
