@@ -27,7 +27,7 @@ class Check:
 
 CHECKS: tuple[Check, ...] = (
     Check(
-        # The append-only tables carry no per-row foreign keys (migration 0003): check them here.
+        # The append-only tables carry no per-row foreign keys (migrations 0003, 0013): check them here.
         "references",
         """
         SELECT 'posting', p.transfer_id::text, p.seq, 'transfer' FROM posting p
@@ -58,9 +58,25 @@ CHECKS: tuple[Check, ...] = (
         WHERE i.community_id = %(c)s AND i.transfer_id IS NOT NULL AND i.error IS NULL
           AND NOT EXISTS (SELECT FROM transfer t
             WHERE t.community_id = i.community_id AND t.transfer_id = i.transfer_id)
+        UNION ALL
+        -- Service records and their events carry none either (migration 0013).
+        SELECT 'service_record_event', e.event_id::text, 0, 'service_record' FROM service_record_event e
+        WHERE e.community_id = %(c)s AND NOT EXISTS (SELECT FROM service_record r
+            WHERE r.community_id = e.community_id AND r.record_id = e.record_id)
+        UNION ALL
+        SELECT 'service_record', r.record_id::text, 0, 'person' FROM service_record r
+        WHERE r.community_id = %(c)s AND NOT EXISTS (SELECT FROM person p
+            WHERE p.community_id = r.community_id AND p.person_id = r.person_id)
+        UNION ALL
+        SELECT 'service_record', r.record_id::text, 0, 'activity' FROM service_record r
+        WHERE r.community_id = %(c)s AND NOT EXISTS (SELECT FROM activity a
+            WHERE a.community_id = r.community_id AND a.activity_id = r.activity_id)
         LIMIT %(limit)s
         """,
-        lambda r: f"{r[0]} {r[1]} (seq {r[2]}) refers to a {r[3]} that does not exist",
+        lambda r: (
+            f"{r[0]} {r[1]} (seq {r[2]}) refers to {'an' if r[3][0] in 'aeiou' else 'a'} {r[3]}"
+            " that does not exist"
+        ),
     ),
     Check(
         "zero-sum",

@@ -52,12 +52,11 @@ class Activity(SQLModel, table=True):
 
 
 class ServiceRecord(SQLModel, table=True):
+    """A service record. No per-row foreign keys (migration 0013): its person and activity are read
+    before it is written and are never deleted; the invariant checker verifies both references."""
+
     __tablename__ = "service_record"
     __table_args__ = (
-        ForeignKeyConstraint(
-            ["community_id", "activity_id"], ["activity.community_id", "activity.activity_id"]
-        ),
-        ForeignKeyConstraint(["community_id", "person_id"], ["person.community_id", "person.person_id"]),
         Index("service_record_by_person_day", "community_id", "person_id", "service_date"),
         Index("service_record_by_activity", "community_id", "activity_id", "person_id"),
         Index(
@@ -105,15 +104,12 @@ class ServiceRecord(SQLModel, table=True):
 
 
 class ServiceRecordEvent(SQLModel, table=True):
-    """Who took each step of a record, and when (append-only); ids and numbers only."""
+    """Who took each step of a record, and when (append-only); ids and numbers only. No per-row
+    foreign key to its record (migration 0013): it is written beside it; the invariant checker
+    verifies the reference."""
 
     __tablename__ = "service_record_event"
-    __table_args__ = (
-        ForeignKeyConstraint(
-            ["community_id", "record_id"], ["service_record.community_id", "service_record.record_id"]
-        ),
-        Index("service_record_event_by_record", "community_id", "record_id", "at"),
-    )
+    __table_args__ = (Index("service_record_event_by_record", "community_id", "record_id", "at"),)
     community_id: int = _big(primary_key=True)
     event_id: uuid.UUID = Field(primary_key=True)
     record_id: uuid.UUID

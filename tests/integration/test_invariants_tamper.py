@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import date, time
 
 import psycopg
 import pytest
+from psycopg_pool import ConnectionPool
 
 from ledger.domain.accounts import AccountFlags, AccountSpec, OwnerKind, SystemAccount
 from ledger.domain.transfers import Phase, Posting, ResolveRequest, ReverseRequest, TransferRequest
@@ -15,6 +17,7 @@ from ledger.services.communities import Communities, CommunityInfo
 from ledger.services.invariants import check_community
 from ledger.services.ledger import Ledger
 from ledger.store.db import Conn
+from tests.integration.service_world import make_world
 
 # ------------------------------------------------------------------------------- tampering
 # Each test edits committed rows as the superuser with triggers off, inside a transaction that is
@@ -316,7 +319,7 @@ def test_head_mismatch_is_reported_past_the_cap(
     ("statement", "needle"),
     [
         ("DELETE FROM transfer WHERE community_id = %s AND kind = 'coins'", "refers to a transfer"),
-        ("DELETE FROM account WHERE community_id = %s AND account_id = %s", "refers to a account"),
+        ("DELETE FROM account WHERE community_id = %s AND account_id = %s", "refers to an account"),
         ("DELETE FROM lot WHERE community_id = %s", "lot_movement"),
         ("UPDATE lot SET seq = 7 WHERE community_id = %s", "refers to a posting"),
     ],
@@ -331,4 +334,39 @@ def test_broken_reference(
     if "account" in statement:
         tamper.execute("DELETE FROM balance WHERE community_id = %s AND account_id = %s", params)
     tamper.execute(statement, params)
+    _only(check_community(tamper, c), needle)
+
+
+@pytest.mark.parametrize(
+    ("statement", "needle"),
+    [
+        ("DELETE FROM service_record WHERE community_id = %s", "refers to a service_record"),
+        (
+            "UPDATE service_record SET person_id = gen_random_uuid() WHERE community_id = %s",
+            "refers to a person",
+        ),
+        (
+            "UPDATE service_record SET activity_id = gen_random_uuid() WHERE community_id = %s",
+            "refers to an activity",
+        ),
+    ],
+    ids=["event-record", "record-person", "record-activity"],
+)
+def test_broken_service_record_reference(
+    pool: ConnectionPool[Conn],
+    owner: Conn,
+    ledger: Ledger,
+    communities: Communities,
+    community: CommunityInfo,
+    tamper: Conn,
+    statement: str,
+    needle: str,
+) -> None:
+    """Service records and their events have no row foreign keys either (migration 0013)."""
+    w = make_world(pool, owner, ledger, communities, community)
+    volunteer, activity = w.person(), w.activity(date(2025, 3, 3), date(2025, 3, 7))
+    w.posted(volunteer, activity, date(2025, 3, 5), time(9), time(11))
+    c = community.community_id
+    assert check_community(tamper, c) == []
+    tamper.execute(statement, (c,))
     _only(check_community(tamper, c), needle)
