@@ -308,6 +308,21 @@ def _plainly_valid(req: TransferRequest) -> bool:
 
 
 def _metadata_ok(metadata: dict[str, object]) -> bool:
+    """Whether metadata has no fault: flat metadata of ASCII text and small numbers (what the
+    services write) is seen in one pass; anything else is walked by _metadata_faults."""
+    for key, item in metadata.items():
+        if not (isinstance(key, str) and key.isascii() and key.isprintable()):
+            break
+        if item is None or isinstance(item, bool):
+            continue
+        if isinstance(item, int):
+            if abs(item) > MAX_AMOUNT:
+                break
+        # ASCII is NFC, and printable ASCII holds no control character.
+        elif not (isinstance(item, str) and item.isascii() and item.isprintable()):
+            break
+    else:
+        return True
     faults = _FirstFault()
     _metadata_faults(metadata, "metadata", faults)
     return faults.error is None

@@ -44,8 +44,29 @@ instants = _mostly(
 )
 ids = _mostly(st.one_of(st.none(), st.uuids()), st.sampled_from([str(ACCOUNTS[0]), "zz", 5]))
 metadata = _mostly(
-    st.sampled_from([{}, {"a": 1}, {"a": [1, "文字", None, True], "b": {"c": -2}}]),
-    st.sampled_from([None, {"f": 1.5}, {"t": "e\u0301"}, {"k\u00e9": 1}, {1: 2}, {"n": 2**60}, [], 0.0]),
+    st.sampled_from(
+        [
+            {},
+            {"a": 1},
+            {"a": [1, "文字", None, True], "b": {"c": -2}},
+            {"b": False, "z": None},
+            {"s": "a b-c"},
+        ]
+    ),
+    st.sampled_from(
+        [
+            None,
+            {"f": 1.5},
+            {"t": "e\u0301"},
+            {"k\u00e9": 1},
+            {1: 2},
+            {"n": 2**60},
+            [],
+            0.0,
+            {"c": "a\x01b"},
+            {"d\x7f": 1},
+        ]
+    ),
 )
 
 
