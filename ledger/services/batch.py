@@ -10,23 +10,20 @@ nothing new).
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import NamedTuple
 
 from psycopg_pool import ConnectionPool
 
-from ledger.audit.leaf import SingleTransferLeaves, leaf_hash
-from ledger.domain.engine import Effects, NewLot, SinglePoster
+from ledger.domain.engine import Effects, SinglePoster
 from ledger.domain.errors import ErrorCode, LedgerError
 from ledger.domain.ids import uuid7, uuid7_many
-from ledger.domain.times import to_dt
 from ledger.domain.transfers import Phase, TransferRequest, validate_transfer
-from ledger.services.results import PostingView, Receipt, TransferResult
+from ledger.services.batch_rows import Item, Names, Rows
+from ledger.services.collector import collector_paused
+from ledger.services.results import TransferResult
 from ledger.store import batch_repo as bsql
 from ledger.store import ledger_repo as sql
 from ledger.store.db import Conn
@@ -44,24 +41,8 @@ class BatchResult:
     transfer_ids: tuple[uuid.UUID, ...]  # per request, in order (new or previously posted)
 
 
-@dataclass(slots=True)
-class _Item:
-    req: TransferRequest
-    transfer_id: uuid.UUID
-    request_hash: bytes
-    transfer_text: str  # str(transfer_id): the claim, the rows and the leaf all write it
-
-
-class _Names(dict[uuid.UUID, str]):
-    """``names[account_id]`` is ``str(account_id)``, computed once: a batch writes each account id
-    into many request hashes, rows and leaves. After _prepare it holds every account id the
-    batch's postings name."""
-
-    def __missing__(self, account_id: uuid.UUID) -> str:
-        text = self[account_id] = str(account_id)
-        return text
-
-
+# Posting lines sent to the server per write while the batch is computed.
+_STREAM_ROWS = 2000
 # Requests validated per claim statement: the server inserts one slice's keys while the next slice
 # is validated.
 _CLAIM_SLICE = 2000
@@ -89,15 +70,15 @@ def _prepare(conn: Conn, requests: Sequence[TransferRequest]) -> _Prepared:
     """
     _check_size(requests)
     community_id = requests[0].community_id
-    items: list[_Item] = []
+    items: list[Item] = []
     seen: dict[str, bytes] = {}
-    names = _Names()
+    names = Names()
     id_text = names.__getitem__
     new_ids = uuid7_many(len(requests))
     claimed: list[Cur] = []
     with conn.pipeline():
         for start in range(0, len(requests), _CLAIM_SLICE):
-            first: list[_Item] = []  # the first request of each key, in this slice
+            first: list[Item] = []  # the first request of each key, in this slice
             for i in range(start, min(start + _CLAIM_SLICE, len(requests))):
                 req = requests[i]
                 try:
@@ -109,7 +90,7 @@ def _prepare(conn: Conn, requests: Sequence[TransferRequest]) -> _Prepared:
                     raise
                 digest = req.request_hash(id_text)
                 transfer_id = req.transfer_id or new_ids[i]
-                item = _Item(req, transfer_id, digest, str(transfer_id))
+                item = Item(req, transfer_id, digest, str(transfer_id))
                 known = seen.get(req.idempotency_key)
                 if known is None:
                     seen[req.idempotency_key] = digest
@@ -129,29 +110,13 @@ def _prepare(conn: Conn, requests: Sequence[TransferRequest]) -> _Prepared:
     return _Prepared(community_id, items, names, reads)
 
 
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for a large batch. A batch allocates some ten container
-    objects per transfer, all alive until it ends and none in a reference cycle, so each collection
-    it triggers walks them (and the rest of the heap) for nothing: about a tenth of a 10,000-transfer
-    call. Paused process-wide, for the length of one call; resumed unless someone else paused it."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 def post_batch(
     pool: ConnectionPool[Conn],
     requests: Sequence[TransferRequest],
     *,
     clock: Callable[[], int],
 ) -> BatchResult:
-    with _collector_paused():
+    with collector_paused():
         return _post_batch(pool, requests, clock)
 
 
@@ -171,7 +136,7 @@ def write_batch(conn: Conn, requests: Sequence[TransferRequest], *, clock: Calla
     """post_batch inside the caller's open transaction on ``conn``, without committing: the caller
     commits (its own rows and the batch land together) or rolls back. Raises as post_batch does;
     the caller must then roll back."""
-    with _collector_paused():
+    with collector_paused():
         return _post(conn, _prepare(conn, requests), clock, commit=False)[0]
 
 
@@ -202,7 +167,7 @@ def post_group(
     return {position[id(it)]: result for it, result in rows.results()}
 
 
-def _earlier(conn: Conn, community_id: int, items: list[_Item], claimed: set[str]) -> dict[str, uuid.UUID]:
+def _earlier(conn: Conn, community_id: int, items: list[Item], claimed: set[str]) -> dict[str, uuid.UUID]:
     """The transfer id stored for each key used before this batch (its replay); a key used with
     another request is IDEMPOTENCY_CONFLICT, a key that failed fails the same way again."""
     earlier = list(
@@ -237,14 +202,12 @@ class _Reads(NamedTuple):
 
 class _Prepared(NamedTuple):
     community_id: int
-    items: list[_Item]
-    names: _Names  # holds every account id the batch's postings name
+    items: list[Item]
+    names: Names  # holds every account id the batch's postings name
     reads: _Reads
 
 
-def _lock_reads(
-    conn: Conn, community_id: int, items: list[_Item], names: _Names, claimed: list[Cur]
-) -> _Reads:
+def _lock_reads(conn: Conn, community_id: int, items: list[Item], names: Names, claimed: list[Cur]) -> _Reads:
     """Queue (in the caller's pipeline) the reads and locks of everything the batch touches."""
     hot_bucket = uuid7().int & 0x3FFFFFFF
     account_ids = sorted(names)
@@ -268,7 +231,7 @@ def _post(
     *,
     commit: bool = True,
     results: bool = False,
-) -> tuple[BatchResult, _Rows | None]:
+) -> tuple[BatchResult, Rows | None]:
     """Write the batch; the rows answer each transfer's result when ``results`` is set."""
     community_id, items, names, reads = prepared
     origin_row = reads.origin.fetchone()
@@ -278,7 +241,7 @@ def _post(
     done = _earlier(conn, community_id, items, {row[0] for cur in reads.claimed for row in cur})
     new = [it for it in items if it.req.idempotency_key not in done]
     # A key repeated inside the batch posts once.
-    first_by_key: dict[str, _Item] = {}
+    first_by_key: dict[str, Item] = {}
     for it in new:
         first_by_key.setdefault(it.req.idempotency_key, it)
     new = list(first_by_key.values())
@@ -296,7 +259,7 @@ def _post(
     recorded_us = clock()
     head = reads.head.fetchone()
     assert head is not None
-    out = _Rows(community_id, origin, recorded_us, int(head[0]), bytes(head[1]), names, results=results)
+    out = Rows(community_id, origin, recorded_us, int(head[0]), bytes(head[1]), names, results=results)
     total = Effects()
     # Lots are created by credits only: one id per credit posting is enough.
     lot_ids = iter(uuid7_many(sum(1 for it in new for p in it.req.postings if p.amount > 0)))
@@ -330,154 +293,3 @@ def _post(
     if commit:
         conn.commit()
     return BatchResult(len(new), len(items) - len(new), out.first_index, out.size - 1, ids), out
-
-
-# Posting lines sent to the server per write while the batch is computed.
-_STREAM_ROWS = 2000
-_NULL = "\\N"
-# (balance_after, account_version) of each posting, as SinglePoster answers them.
-_Applied = list[tuple[int | None, int | None]]
-
-
-class _Instants(dict[int | None, datetime | None]):
-    """``instants[us]`` is the datetime of an instant (or None), computed once per distinct value."""
-
-    def __missing__(self, us: int | None) -> datetime | None:
-        dt = self[us] = to_dt(us)
-        return dt
-
-
-class _Times(dict[int | None, str]):
-    """``times[us]`` is the COPY text of an instant (or NULL), computed once per distinct value."""
-
-    def __missing__(self, us: int | None) -> str:
-        dt = to_dt(us)
-        text = self[us] = _NULL if dt is None else dt.isoformat()
-        return text
-
-
-class _Rows:
-    """The batch's rows, and its chain: each leaf links to the one before.
-
-    Postings and lot movements are COPY text lines, written with f-strings. Every value is safe in
-    them as it is: ids, integers, units and timestamps. Transfers and lots are row tuples for the
-    binary COPY; leaves are bytes.
-    """
-
-    def __init__(
-        self,
-        community_id: int,
-        origin: str,
-        recorded_us: int,
-        size: int,
-        prev: bytes,
-        names: _Names,
-        *,
-        results: bool,
-    ) -> None:
-        self.community_id = community_id
-        self.recorded_us = recorded_us
-        self.first_index = size
-        self.size = size
-        self.prev = prev
-        self.postings: list[str] = []
-        # Transfer and lot rows as tuples (binary COPY): written after the loop, while Python waits
-        # for the server, so the server should not have to parse them.
-        self.transfers: list[tuple[object, ...]] = []
-        self.lots: list[tuple[object, ...]] = []
-        self.movements: list[str] = []
-        # The leaves as parallel lists (no tuple per leaf for the garbage collector to scan).
-        self.leaves: list[bytes] = []
-        self.leaf_hashes: list[bytes] = []
-        self.transfer_ids: list[uuid.UUID] = []
-        # (item, effective_us, applied postings, leaf index, leaf hash): what results() answers
-        # from, kept only when asked for.
-        self.posted: list[tuple[_Item, int, _Applied, int, bytes]] | None = [] if results else None
-        self._names = names
-        self._times = _Times()
-        self._instants = _Instants()
-        self._recorded = self._instants[recorded_us]
-        self._leaf = SingleTransferLeaves(origin, recorded_us)
-
-    def add(
-        self,
-        it: _Item,
-        effective_us: int,
-        rows: _Applied,
-        new_lots: list[NewLot],
-        movements: list[tuple[int, uuid.UUID, int]],
-    ) -> None:
-        c, req, tid = self.community_id, it.req, it.transfer_text
-        names, times = self._names, self._times
-        postings = self.postings
-        leaf_postings: list[tuple[str, str, int]] = []
-        for seq, (p, (balance_after, version)) in enumerate(zip(req.postings, rows, strict=True)):
-            name, unit, amount = names[p.account_id], p.unit.value, p.amount
-            leaf_postings.append((name, unit, amount))
-            balance = _NULL if balance_after is None else balance_after
-            postings.append(
-                f"{c}\t{tid}\t{seq}\t{name}\t{unit}\tsingle\t{amount}\t{balance}"
-                f"\t{_NULL if version is None else version}\t{times[p.expires_at_us]}\n"
-            )
-        leaf = self._leaf.render(
-            self.size,
-            self.prev,
-            transfer_id=tid,
-            kind=req.kind,
-            effective_us=effective_us,
-            actor=req.actor_id,
-            idempotency_key=req.idempotency_key,
-            postings=leaf_postings,
-        )
-        self.prev = leaf_hash(leaf)
-        self.leaves.append(leaf)
-        self.leaf_hashes.append(self.prev)
-        self.transfer_ids.append(it.transfer_id)
-        if self.posted is not None:
-            self.posted.append((it, effective_us, rows, self.size, self.prev))
-        self.size += 1
-        instants = self._instants
-        metadata = bsql.jsonb(req.metadata)
-        self.transfers.append(
-            (c, it.transfer_id, req.kind, "single", instants[effective_us], self._recorded, req.actor_id,
-             req.idempotency_key, metadata)
-        )  # fmt: skip
-        for lot in new_lots:
-            self.lots.append(
-                (c, lot.lot_id, lot.account_id, it.transfer_id, lot.seq, lot.amount, lot.amount,
-                 instants[lot.earned_us], instants[lot.expires_at_us])
-            )  # fmt: skip
-        for seq, lot_id, amount in movements:
-            self.movements.append(f"{c}\t{tid}\t{seq}\t{lot_id}\t{amount}\n")
-
-    def results(self) -> Iterator[tuple[_Item, TransferResult]]:
-        """Each posted transfer's result, as the single path would have answered it."""
-        assert self.posted is not None, "results were not asked for"
-        c = self.community_id
-        for it, effective_us, rows, index, hashed in self.posted:
-            postings = tuple(
-                PostingView(p.account_id, p.unit, "single", p.amount, balance_after, version)
-                for p, (balance_after, version) in zip(it.req.postings, rows, strict=True)
-            )
-            receipt = Receipt(c, index, hashed)
-            yield (
-                it,
-                TransferResult(
-                    it.transfer_id,
-                    c,
-                    it.req.kind,
-                    "single",
-                    effective_us,
-                    self.recorded_us,
-                    postings,
-                    receipt,
-                ),
-            )
-
-    def copy_rest(self, conn: Conn) -> None:
-        bsql.copy_binary(conn, bsql.COPY_TRANSFERS, bsql.TRANSFER_TYPES, self.transfers)
-        bsql.copy_binary(conn, bsql.COPY_LOTS, bsql.LOT_TYPES, self.lots)
-        bsql.copy_text(conn, bsql.COPY_MOVEMENTS, self.movements)
-        bsql.copy_leaves(
-            conn, self.community_id, self.first_index, self.leaves, self.leaf_hashes, self.transfer_ids
-        )

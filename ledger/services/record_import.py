@@ -22,8 +22,6 @@ Logs carry ids and counts only; the report names rows, columns and codes, never 
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import hashlib
 import logging
 import time as clock
@@ -42,6 +40,7 @@ from ledger.services import batch
 from ledger.services import record_import_plan as plan
 from ledger.services import record_import_rows as rows_out
 from ledger.services import service_posting as posting
+from ledger.services.collector import collector_paused
 from ledger.services.communities import Communities
 from ledger.services.ledger import wall_clock_us
 from ledger.services.people import People
@@ -112,7 +111,7 @@ class RecordImport:
     ) -> ImportReport:
         """Check (and, unless ``dry_run``, import) a sheet. COMMUNITY_NOT_FOUND; INVALID_FIELD
         (``file``) for a file that is neither CSV nor XLSX. Row problems are in the report."""
-        with _collector_paused():
+        with collector_paused():
             return self._run(community_id, data, actor_id, dry_run, progress or _no_progress)
 
     def _run(
@@ -328,21 +327,6 @@ class _Checked:
 
 def _no_progress(_stage: str, _done: int, _total: int) -> None:
     pass
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for one run, as the batch path does for its call: a run
-    keeps some tens of objects per row alive until it ends, none in a reference cycle, and each
-    collection would walk them all for nothing. Resumed unless someone else paused it."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _finish(report: ImportReport, sheet: Sheet, checked: _Checked) -> bool:
