@@ -33,10 +33,13 @@ def uuid7_many(n: int) -> list[uuid.UUID]:
     return [uuid.UUID(int=value) for value in _uuid7_ints(n)]
 
 
-def uuid7_hex_many(n: int) -> list[str]:
-    """uuid7_many as 32 hex digits each (PostgreSQL reads a uuid without hyphens): for rows written
-    as COPY text, without building a UUID object per id."""
-    return [f"{value:032x}" for value in _uuid7_ints(n)]
+def uuid7_series_prefix() -> str:
+    """The first 20 hex digits of a fresh UUIDv7 (its millisecond, counter and 14 random bits),
+    for a statement that numbers many new rows on the server: the prefix followed by 12 hex digits
+    of 0, 1, 2, … is a series of UUIDv7s in increasing order. The series cannot meet another id of
+    this process (each id has its own millisecond and counter); one of another process only if
+    both drew the same millisecond, counter and 14 random bits."""
+    return f"{_uuid7_ints(1)[0]:032x}"[:20]
 
 
 def _uuid7_ints(n: int) -> list[int]:

@@ -55,7 +55,9 @@ def _check_size(requests: Sequence[TransferRequest]) -> None:
         raise LedgerError(ErrorCode.MALFORMED_REQUEST, field="transfers", max=MAX_BATCH)
 
 
-def _prepare(conn: Conn, requests: Sequence[TransferRequest]) -> _Prepared:
+def _prepare(
+    conn: Conn, requests: Sequence[TransferRequest], before: Callable[[Conn], object] | None = None
+) -> _Prepared:
     """Validate and hash every request and claim each key's first request, then read and lock what
     the batch touches: one pipeline, so still a single round trip. Each slice's keys are sent as
     soon as the slice is validated, and the server inserts them while the next slice is checked.
@@ -64,6 +66,9 @@ def _prepare(conn: Conn, requests: Sequence[TransferRequest]) -> _Prepared:
     rows, the hot buckets this batch will add to, then the log head. The single path takes them in
     that order too, so a batch and concurrent single transfers cannot deadlock. Accounts of
     requests that turn out to be replays are read too: that costs nothing.
+
+    ``before`` queues the caller's own statements at the head of the pipeline: the server runs them
+    while the first slice is validated.
 
     A request that fails validation raises (with its index) before anything is read back; the
     caller rolls back the keys already claimed.
@@ -77,6 +82,8 @@ def _prepare(conn: Conn, requests: Sequence[TransferRequest]) -> _Prepared:
     new_ids = uuid7_many(len(requests))
     claimed: list[Cur] = []
     with conn.pipeline():
+        if before is not None:
+            before(conn)
         for start in range(0, len(requests), _CLAIM_SLICE):
             first: list[Item] = []  # the first request of each key, in this slice
             for i in range(start, min(start + _CLAIM_SLICE, len(requests))):
@@ -132,12 +139,20 @@ def _post_batch(
             raise
 
 
-def write_batch(conn: Conn, requests: Sequence[TransferRequest], *, clock: Callable[[], int]) -> BatchResult:
+def write_batch(
+    conn: Conn,
+    requests: Sequence[TransferRequest],
+    *,
+    clock: Callable[[], int],
+    before: Callable[[Conn], object] | None = None,
+) -> BatchResult:
     """post_batch inside the caller's open transaction on ``conn``, without committing: the caller
-    commits (its own rows and the batch land together) or rolls back. Raises as post_batch does;
-    the caller must then roll back."""
+    commits (its own rows and the batch land together) or rolls back. ``before(conn)`` queues the
+    caller's own statements ahead of the batch's first ones, in its pipeline (no COPY there), so
+    that the server runs them while the batch is validated. Raises as post_batch does (a failed
+    statement of ``before``'s too); the caller must then roll back."""
     with collector_paused():
-        return _post(conn, _prepare(conn, requests), clock, commit=False)[0]
+        return _post(conn, _prepare(conn, requests, before), clock, commit=False)[0]
 
 
 def post_group(

@@ -26,7 +26,7 @@ import hashlib
 import logging
 import time as clock
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -34,8 +34,8 @@ from psycopg_pool import ConnectionPool
 
 from ledger.domain.accounts import AccountSpec, OwnerKind, member_account_flags
 from ledger.domain.errors import ErrorCode, LedgerError
+from ledger.domain.ids import uuid7_series_prefix
 from ledger.domain.service_credit import CHINA_TZ, CreditAccounts, CreditPlan
-from ledger.domain.transfers import TransferRequest
 from ledger.services import batch
 from ledger.services import record_import_plan as plan
 from ledger.services import record_import_rows as rows_out
@@ -49,6 +49,7 @@ from ledger.store import record_import_repo as sql
 from ledger.store import service_posting_repo as posting_sql
 from ledger.store import service_records_repo as records_sql
 from ledger.store.db import Conn
+from ledger.store.ledger_repo import Cur
 
 log = logging.getLogger("vledger.record_import")
 
@@ -267,29 +268,32 @@ class RecordImport:
         used = sql.used_keys(conn, community_id, [posting.record_key(r.record_id) for r in rows])
         assert not used, "an import key was used without its record (keys derive from new record ids)"
         out = rows_out.Output(community_id, rows, checked.plans, actor_id, self._clock())
-        accounts = self._accounts(conn, community_id, rows)
-        requests: list[TransferRequest] = []
-
         # Each chunk is built while the server inserts the one sent before it.
-        def records() -> Iterator[str]:
-            for start in out.chunks:
-                yield out.records(start)
-
-        def events() -> Iterator[str]:
-            for start in out.chunks:
-                yield out.events(start)
-                requests.extend(out.requests(start, accounts))
-
-        sql.copy_records(conn, records())
-        sql.copy_events(conn, events())
+        sql.copy_records(conn, (out.records(start) for start in out.chunks))
         report.seconds["records"] = clock.perf_counter() - mark
         mark = clock.perf_counter()
+        requests = rows_out.Requests(out, self._accounts(conn, community_id, rows))
+        events: list[Cur] = []
+
+        def insert_events(conn: Conn) -> None:
+            prefix = uuid7_series_prefix()
+            events.append(
+                sql.insert_events(
+                    conn, community_id, prefix, [r.record_id for r in rows], [r.sheet.row for r in rows]
+                )
+            )
+
+        # In this transaction: the records, their events and their transfers commit together. The
+        # server derives the events while the batch checks the transfers.
+        if requests:
+            result = batch.write_batch(conn, requests, clock=self._clock_us, before=insert_events)
+            assert result.skipped == 0 and result.posted == len(requests)
+        else:
+            insert_events(conn)
+        assert events[0].rowcount == sql.EVENTS_PER_RECORD * len(rows)
+        conn.commit()
         report.transfers = len(requests)
         report.postings = sum(len(q.postings) for q in requests)
-        if requests:  # in this transaction: the records and their transfers commit together
-            result = batch.write_batch(conn, requests, clock=self._clock_us)
-            assert result.skipped == 0 and result.posted == len(requests)
-        conn.commit()
         report.seconds["batch"] = clock.perf_counter() - mark
 
     def _accounts(

@@ -1,18 +1,20 @@
-"""What an import writes for its rows: posted records, their events, and the ledger's transfers.
+"""What an import writes for its rows: posted records and the ledger's transfers.
 
 Each record and transfer is what posting the row alone would write (ledger/services/service_records.py
 and service_posting.post_plan): the same columns, the same ledger key ``service-record:<record_id>``,
-the same metadata (plus ``source: import``). The events say who entered the record (the importer)
-and who verified it (the activity's leader, on whose sheet the hours are), with the sheet's row.
+the same metadata (plus ``source: import``). The records say who entered them (the importer) and who
+verified them (the activity's leader, on whose sheet the hours are); their events are derived from
+them on the server (record_import_repo.insert_events).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime, time
+from typing import overload
 
-from ledger.domain.ids import uuid7_hex_many, uuid7_many
+from ledger.domain.ids import uuid7_many
 from ledger.domain.service_credit import CreditAccounts, CreditPlan, ServiceRules, credit_postings
 from ledger.domain.transfers import Posting, TransferRequest
 from ledger.services import service_posting as posting
@@ -20,17 +22,15 @@ from ledger.services.record_import_plan import ReadyRow
 from ledger.store.record_import_repo import ImportText, PostedRecord
 from ledger.store.service_records_repo import Credited
 
-EVENTS_PER_RECORD = 4  # created, submitted, verified, posted
-# Records per chunk of COPY text sent to the server (some 500 kB of records, 900 kB of events).
+# Records per chunk of COPY text sent to the server (some 500 kB).
 CHUNK_RECORDS = 1000
 
 
 class Output:
-    """What an import writes for its new rows (in sheet order), given their plans: the records
-    and their events as COPY text, and the transfers. The text needs only the plans (each row that
-    credits anything gets its transfer id with its chunk); the transfers need the volunteers'
-    accounts too. Each comes in chunks of CHUNK_RECORDS rows, so that the caller can send one
-    while it builds the next."""
+    """What an import writes for its new rows (in sheet order), given their plans: the records as
+    COPY text, and the transfers. The text needs only the plans (each row that credits anything
+    gets its transfer id with its chunk); the transfers need the volunteers' accounts too. Each
+    comes in chunks of CHUNK_RECORDS rows, so that the caller can send one while it builds the next."""
 
     def __init__(
         self,
@@ -47,6 +47,11 @@ class Output:
         self._actor_id = actor_id
         self._text = ImportText(community_id, actor_id, now)
         self._credited: dict[int, list[Credited]] = {}  # by chunk
+
+    @property
+    def transfer_count(self) -> int:
+        """How many of the rows credit anything (each such row has a transfer)."""
+        return sum(1 for p in self._plans if not p.is_empty)
 
     @property
     def chunks(self) -> range:
@@ -80,25 +85,6 @@ class Output:
             lines.append(text.record(_record(r, credited, leader)))
         return "".join(lines)
 
-    def events(self, start: int) -> str:
-        """The COPY text of the events of the records of the chunk from row ``start``."""
-        text, actor_id = self._text, self._actor_id
-        chunk = self._chunk(start)
-        event_ids = iter(uuid7_hex_many(EVENTS_PER_RECORD * len(chunk)))
-        lines: list[str] = []
-        for i, credited in zip(chunk, self._credits(start), strict=True):
-            r = self._rows[i]
-            leader = r.activity.leader_user_id
-            assert leader is not None
-            record_id = str(r.record_id)
-            plain = f'{{"source":"import","row":{r.sheet.row}}}'
-            posted = posted_detail(credited, r.sheet.row)
-            lines.append(text.event(next(event_ids), record_id, "created", actor_id, plain))
-            lines.append(text.event(next(event_ids), record_id, "submitted", actor_id, plain))
-            lines.append(text.event(next(event_ids), record_id, "verified", leader, plain))
-            lines.append(text.event(next(event_ids), record_id, "posted", actor_id, posted))
-        return "".join(lines)
-
     def requests(self, start: int, accounts: Mapping[uuid.UUID, CreditAccounts]) -> list[TransferRequest]:
         """The transfers of the rows of the chunk from row ``start`` that credit anything."""
         out: list[TransferRequest] = []
@@ -117,16 +103,41 @@ class Output:
         return out
 
 
-def posted_detail(c: Credited, row: int) -> str:
-    """The JSON of a posted event's detail: ``service_posting.credited_detail``, not overdue, with
-    the source and the sheet's row (written out here: one per record)."""
-    transfer = "null" if c.transfer_id is None else f'"{c.transfer_id}"'
-    return (
-        f'{{"transfer_id":{transfer},"settings_version":{c.settings_version},'
-        f'"credited_minutes":{c.credited_minutes},"credited_points":{c.credited_points},'
-        f'"credited_coin_minutes":{c.credited_coin_minutes},"pool_coin_minutes":{c.pool_coin_minutes},'
-        f'"overdue":false,"source":"import","row":{row}}}'
-    )
+class Requests(Sequence[TransferRequest]):
+    """An Output's transfers, built a chunk at a time when first read: the batch path reads them in
+    order, so each chunk is built while the server works on what was sent before it."""
+
+    def __init__(self, out: Output, accounts: Mapping[uuid.UUID, CreditAccounts]) -> None:
+        self._out = out
+        self._accounts = accounts
+        self._starts = iter(out.chunks)
+        self._built: list[TransferRequest] = []
+        self._len = out.transfer_count
+
+    def __len__(self) -> int:
+        return self._len
+
+    @overload
+    def __getitem__(self, index: int) -> TransferRequest: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[TransferRequest]: ...
+
+    def __getitem__(self, index: int | slice) -> TransferRequest | list[TransferRequest]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._len))]
+        if index < 0:
+            index += self._len
+        if not 0 <= index < self._len:
+            raise IndexError(index)
+        built = self._built
+        while len(built) <= index:
+            built.extend(self._out.requests(next(self._starts), self._accounts))
+        return built[index]
+
+    def __iter__(self) -> Iterator[TransferRequest]:
+        for i in range(self._len):
+            yield self[i]
 
 
 def _credited(rules: ServiceRules, transfer_id: uuid.UUID | None, p: CreditPlan) -> Credited:

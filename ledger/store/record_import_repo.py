@@ -1,8 +1,8 @@
 """SQL for bulk imports of service records: set-based reads for a whole sheet, and COPY writes.
 
-Every read takes arrays (one statement per sheet, not per row); the writes stream the records and
-their events with COPY in the caller's transaction (ledger/services/record_import.py commits it
-together with the ledger batch).
+Every read takes arrays (one statement per sheet, not per row). The records stream with COPY in the
+caller's transaction; their events are then derived from them by one statement, which the caller
+queues in the ledger batch's pipeline (ledger/services/record_import.py commits it all together).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any, Final, NamedTuple
 from ledger.domain.service_records import RecordState
 from ledger.domain.units import Unit
 from ledger.store.db import Conn
+from ledger.store.ledger_repo import Cur
 from ledger.store.service_records_repo import ActivityRow, Credited
 
 _ACTIVITIES = """
@@ -142,7 +143,6 @@ RECORD_COLUMNS = (
     " verified_at, posted_by, posted_at, overdue, settings_version, transfer_id, credited_minutes,"
     " credited_points, earned_coin_minutes, credited_coin_minutes, pool_coin_minutes"
 )
-EVENT_COLUMNS = "community_id, event_id, record_id, kind, actor_id, at, detail"
 _NULL: Final = "\\N"
 _SPECIAL: Final = re.compile(r"[\\\t\n\r]")
 
@@ -184,10 +184,10 @@ class PostedRecord(NamedTuple):
 
 
 class ImportText:
-    """The COPY text lines of one import's records and events, in RECORD_COLUMNS and EVENT_COLUMNS
-    order. The importer created, submitted and posted every record at ``at`` (not overdue); each
-    row's verifier verified it then. Repeated values (volunteers, activities, dates, times, texts)
-    are rendered once; timestamps as psycopg would send them (``str``)."""
+    """The COPY text lines of one import's records, in RECORD_COLUMNS order. The importer created,
+    submitted and posted every record at ``at`` (not overdue); each row's verifier verified it
+    then. Repeated values (volunteers, activities, dates, times, texts) are rendered once;
+    timestamps as psycopg would send them (``str``)."""
 
     def __init__(self, community_id: int, actor_id: uuid.UUID, at: datetime) -> None:
         self._ids = _Memo(str)
@@ -211,14 +211,6 @@ class ImportText:
             f"\t{c.credited_coin_minutes}\t{c.pool_coin_minutes}\n"
         )
 
-    def event(self, event_id: str, record_id: str, kind: str, actor_id: uuid.UUID, detail: str) -> str:
-        """An event at ``at``. ``event_id`` and ``record_id`` are uuid text (with or without hyphens);
-        ``detail`` is the JSON text of the jsonb detail."""
-        return (
-            f"{self._community}{event_id}\t{record_id}\t{kind}\t{self._ids[actor_id]}\t{self._at}"
-            f"\t{copy_escape(detail)}\n"
-        )
-
 
 def copy_records(conn: Conn, chunks: Iterable[str]) -> None:
     """Posted records, as ImportText lines: each chunk is sent as soon as it is produced, so the
@@ -226,9 +218,54 @@ def copy_records(conn: Conn, chunks: Iterable[str]) -> None:
     _copy(conn, f"COPY service_record ({RECORD_COLUMNS}) FROM STDIN", chunks)
 
 
-def copy_events(conn: Conn, chunks: Iterable[str]) -> None:
-    """Events, as ImportText lines (streamed like copy_records)."""
-    _copy(conn, f"COPY service_record_event ({EVENT_COLUMNS}) FROM STDIN", chunks)
+# Each record's four steps, from its own columns: who took each step, when, and the detail the
+# service writes for it (service_posting.credited_detail with the overdue flag), with the source
+# and the sheet's row. Event ids are the caller's series (ids.uuid7_series_prefix): four
+# per record, in sheet order, so that history's order (at, event_id) is the steps' order.
+_INSERT_EVENTS = """
+INSERT INTO service_record_event (community_id, event_id, record_id, kind, actor_id, at, detail)
+SELECT r.community_id,
+       (%(prefix)s || lpad(to_hex(4 * (s.n - 1) + k.step), 12, '0'))::uuid,
+       r.record_id,
+       k.kind,
+       CASE k.step WHEN 0 THEN r.created_by WHEN 1 THEN r.submitted_by
+                   WHEN 2 THEN r.verified_by ELSE r.posted_by END,
+       CASE k.step WHEN 0 THEN r.created_at WHEN 1 THEN r.submitted_at
+                   WHEN 2 THEN r.verified_at ELSE r.posted_at END,
+       CASE k.step WHEN 3 THEN jsonb_build_object(
+               'transfer_id', r.transfer_id,
+               'settings_version', r.settings_version,
+               'credited_minutes', r.credited_minutes,
+               'credited_points', r.credited_points,
+               'credited_coin_minutes', r.credited_coin_minutes,
+               'pool_coin_minutes', r.pool_coin_minutes,
+               'overdue', r.overdue,
+               'source', 'import',
+               'row', s.sheet_row)
+           ELSE jsonb_build_object('source', 'import', 'row', s.sheet_row) END
+FROM unnest(string_to_array(%(records)s, ',')::uuid[], string_to_array(%(rows)s, ',')::int[])
+         WITH ORDINALITY AS s(record_id, sheet_row, n)
+JOIN service_record r ON r.community_id = %(community_id)s AND r.record_id = s.record_id
+CROSS JOIN (VALUES (0, 'created'), (1, 'submitted'), (2, 'verified'), (3, 'posted')) AS k(step, kind)
+"""
+EVENTS_PER_RECORD = 4  # created, submitted, verified, posted
+
+
+def insert_events(
+    conn: Conn, community_id: int, prefix: str, records: list[uuid.UUID], sheet_rows: list[int]
+) -> Cur:
+    """The events of these posted records (written before, in this transaction), ``sheet_rows``
+    giving each one's row: one statement, whose cursor's rowcount is EVENTS_PER_RECORD per record
+    found. Ids and rows go as comma-joined texts, which the server splits (psycopg would adapt a
+    list element by element). In a pipeline, it runs while the caller goes on."""
+    assert len(records) == len(sheet_rows) and len(prefix) == 20
+    params = {
+        "prefix": prefix,
+        "records": ",".join([str(r) for r in records]),
+        "rows": ",".join([str(n) for n in sheet_rows]),
+        "community_id": community_id,
+    }
+    return conn.execute(_INSERT_EVENTS, params)
 
 
 def _copy(conn: Conn, statement: str, chunks: Iterable[str]) -> None:

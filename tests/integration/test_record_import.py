@@ -149,6 +149,10 @@ def test_a_real_run_posts_the_sheet_once_with_the_rules_of_single_records(
         ("posted", w.worker),
     ]
     assert events[2].detail == {"source": "import", "row": 3}
+    ids = [e.event_id for e in events]
+    assert ids == sorted(ids) and all(i.version == 7 for i in ids)
+    count = "SELECT count(*) FROM service_record_event WHERE community_id = %s"
+    assert w.owner.execute(count, (w.cid,)).fetchone() == (4 * 3,)
 
     again = importer.run(w.cid, sheet, actor_id=w.worker, dry_run=False)
     assert (again.committed, again.ready_rows, again.already_imported_rows, again.transfers) == (
@@ -194,9 +198,10 @@ def test_records_and_transfers_are_one_transaction(
     w.activity()
     real = batch.write_batch
 
-    def failing(conn: Conn, requests: list[TransferRequest], *, clock: object) -> object:
+    def failing(conn: Conn, requests: list[TransferRequest], *, clock: object, before: object) -> object:
         bogus = Posting(uuid.uuid4(), Unit.POINTS, 1), Posting(uuid.uuid4(), Unit.POINTS, -1)
-        return real(conn, [*requests, TransferRequest(w.cid, "award", bogus, "bogus")], clock=clock)  # type: ignore[arg-type]
+        bad = [*requests, TransferRequest(w.cid, "award", bogus, "bogus")]
+        return real(conn, bad, clock=clock, before=before)  # type: ignore[arg-type]
 
     monkeypatch.setattr(batch, "write_batch", failing)
     sheet = csv(f"张伟,{ID_A},社区助老服务,2025-03-05,09:00,11:00,,,,")
@@ -334,6 +339,31 @@ def test_what_is_written_reads_back_as_written(w: World, people: People, importe
         }
     assert [k for (_, _, k) in w.transfers_for(first.record_id)] == [f"service-record:{first.record_id}"]
     assert w.transfers_for(empty.record_id) == [] and w.balance(a, Unit.SERVICE_MINUTES) == 150
+
+
+def test_a_sheet_that_credits_nothing_posts_its_records_and_events(
+    w: World, people: People, importer: RecordImport
+) -> None:
+    """No row credits anything (each rounds down to nothing): no batch, but the records and their
+    four events each."""
+    register(w, people, ID_A)
+    w.activity()
+    sheet = csv(
+        f"张伟,{ID_A},社区助老服务,2025-03-05,09:00,09:20,,,,",
+        f"张伟,{ID_A},社区助老服务,2025-03-06,09:00,09:20,,,,",
+    )
+    report = importer.run(w.cid, sheet, actor_id=w.worker, dry_run=False)
+    assert (report.committed, report.ready_rows, report.transfers, report.postings) == (True, 2, 0, 0)
+    for row, (record_id, *_) in enumerate(records_of(w), start=2):
+        events = w.records.history(w.cid, record_id)  # type: ignore[arg-type]
+        assert [(e.kind, e.actor_id) for e in events] == [
+            ("created", w.worker),
+            ("submitted", w.worker),
+            ("verified", w.leader),
+            ("posted", w.worker),
+        ]
+        assert events[0].detail == {"source": "import", "row": row}
+        assert events[3].detail["transfer_id"] is None and events[3].detail["row"] == row
 
 
 def test_a_refused_real_run_reports_as_the_dry_run_and_opens_nothing(

@@ -25,7 +25,7 @@ from ledger.domain.accounts import (
 )
 from ledger.domain.balances import BalanceState
 from ledger.domain.errors import ErrorCode, LedgerError
-from ledger.domain.ids import parse_uuid, uuid7, uuid7_hex_many, uuid7_many
+from ledger.domain.ids import parse_uuid, uuid7, uuid7_many, uuid7_series_prefix
 from ledger.domain.lots import LotState, consume, restore
 from ledger.domain.transfers import (
     MAX_AMOUNT,
@@ -546,16 +546,22 @@ def test_uuid7_many_continues_the_same_sequence(monkeypatch: pytest.MonkeyPatch)
     assert {v.int >> 80 for v in values} == {1_700_000_000_000, 1_700_000_000_001}
 
 
-def test_uuid7_hex_many_is_the_same_sequence_in_hex(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_uuid7_series_is_ordered_unique_and_after_earlier_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prefix and 12 hex digits of 0, 1, 2, … are UUIDv7s in increasing order (what the import's
+    event statement builds on the server), between the ids drawn before and after it."""
     now_ns = [1_700_000_000_000 * 1_000_000]
     monkeypatch.setattr(ids, "_last_ms", 0)
     monkeypatch.setattr(ids, "_counter", 0)
     monkeypatch.setattr(ids.time, "time_ns", lambda: now_ns[0])
-    texts = [uuid7().hex, *uuid7_hex_many(5000), *(u.hex for u in uuid7_many(3))]
-    values = [uuid.UUID(t) for t in texts]
-    assert uuid7_hex_many(0) == [] and all(len(t) == 32 for t in texts)
+    before = uuid7()
+    prefixes = [uuid7_series_prefix() for _ in range(3)]
+    after = uuid7()
+    assert all(len(p) == 20 for p in prefixes) and len(set(prefixes)) == 3
+    series = [uuid.UUID(p + f"{n:012x}") for p in prefixes for n in (0, 1, 2, 4 * 20_000 - 1, 2**48 - 1)]
+    values = [before, *series, after]
     assert values == sorted(values) and len(set(values)) == len(values)
     assert all(v.version == 7 and v.variant == uuid.RFC_4122 for v in values)
+    assert {v.int >> 80 for v in values} == {1_700_000_000_000}
 
 
 def test_uuid7_is_unique_across_threads() -> None:

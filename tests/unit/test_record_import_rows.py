@@ -1,14 +1,15 @@
 """A bulk import without the database: what rows share is worked out once per distinct value (ids,
-deadlines, text checks) with the same results as row by row, and the COPY text of records and
-events says what the rows say."""
+deadlines, text checks) with the same results as row by row, the COPY text of records says what
+the rows say, and the transfers are built a chunk at a time as the batch reads them."""
 
 from __future__ import annotations
 
 import copy
-import json
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +23,7 @@ from ledger.domain.service_credit import (
     plan_credit,
 )
 from ledger.domain.service_records import check_place_and_content
+from ledger.domain.transfers import TransferRequest
 from ledger.domain.workdays import recording_deadline
 from ledger.services import record_import_plan as plan
 from ledger.services import record_import_rows as rows_out
@@ -219,33 +221,19 @@ def test_a_record_line_holds_the_record() -> None:
         ]
 
 
-def test_an_event_line_and_the_posted_detail() -> None:
-    text = ImportText(COMMUNITY, ACTOR, NOW)
-    event_id, record_id = uuid.uuid4(), uuid.uuid4()
-    for transfer in (uuid.uuid4(), None):
-        detail = rows_out.posted_detail(credited(transfer), 7)
-        assert json.loads(detail) == {
-            **service_posting.credited_detail(credited(transfer)),
-            "overdue": False,
-            "source": "import",
-            "row": 7,
-        }
-        line = text.event(event_id.hex, str(record_id), "posted", LEADER, detail)
-        fields = copy_fields(line)
-        assert fields[:6] == [str(COMMUNITY), event_id.hex, str(record_id), "posted", str(LEADER), str(NOW)]
-        assert fields[6] == detail
-    odd = json.dumps({"note": 'a\\b"c'})
-    assert copy_fields(text.event("e", "r", "created", ACTOR, odd))[6] == odd
+def test_copy_escape() -> None:
+    odd = 'C:\\楼道\t"二层"\n\r'
     assert copy_escape("plain") == "plain" and copy_escape("\\N") == "\\\\N"
+    assert copy_escape(odd) == 'C:\\\\楼道\\t"二层"\\n\\r'
 
 
-def test_output_numbers_transfers_and_events_in_order() -> None:
-    """Rows in more than one chunk, some crediting nothing: the text, the events' order and the
-    transfers are those of each row on its own."""
+def test_output_numbers_transfers_in_order_and_builds_them_as_read() -> None:
+    """Rows in more than one chunk, some crediting nothing: the text and the transfers are those of
+    each row on its own; the transfers are built a chunk at a time, when first read."""
     act = ACTIVITIES[0]
     accounts = {p: CreditAccounts(*(uuid.uuid4() for _ in range(7))) for p in PERSONS}
     rows, plans = [], []
-    for n in range(rows_out.CHUNK_RECORDS + 7):
+    for n in range(2 * rows_out.CHUNK_RECORDS + 7):
         minutes = 20 if n % 5 == 0 else 90  # 20 minutes round down to nothing
         end = time(9 + (minutes + 5) // 60, (minutes + 5) % 60)
         sheet = SheetRow(n + 2)
@@ -260,26 +248,32 @@ def test_output_numbers_transfers_and_events_in_order() -> None:
         plans.append(plan_credit(minutes, RULES, CreditContext(), day))
     out = rows_out.Output(COMMUNITY, rows, plans, ACTOR, NOW)
     records = [copy_fields(line + "\n") for s in out.chunks for line in out.records(s).splitlines()]
-    events = [copy_fields(line + "\n") for s in out.chunks for line in out.events(s).splitlines()]
-    requests = [q for s in out.chunks for q in out.requests(s, accounts)]
-    assert len(records) == len(rows) and len(events) == rows_out.EVENTS_PER_RECORD * len(rows)
+    assert len(records) == len(rows)
     transfer_ids = [None if r[22] is None else uuid.UUID(r[22]) for r in records]
     assert [t is None for t in transfer_ids] == [p.is_empty for p in plans]
-    assert [q.transfer_id for q in requests] == [t for t in transfer_ids if t is not None]
     assert [t for t in transfer_ids if t is not None] == sorted(t for t in transfer_ids if t is not None)
-    event_ids = [uuid.UUID(e[1] or "") for e in events]
-    assert event_ids == sorted(event_ids) and len(set(event_ids)) == len(event_ids)
-    for i, r in enumerate(rows):
-        mine = events[4 * i : 4 * i + 4]
-        assert [e[2] for e in mine] == [str(r.record_id)] * 4
-        assert [(e[3], e[4]) for e in mine] == [
-            ("created", str(ACTOR)),
-            ("submitted", str(ACTOR)),
-            ("verified", str(LEADER)),
-            ("posted", str(ACTOR)),
-        ]
-        assert [json.loads(e[6] or "") for e in mine[:3]] == [{"source": "import", "row": r.sheet.row}] * 3
-        assert json.loads(mine[3][6] or "")["transfer_id"] == records[i][22]
+
+    built: list[int] = []
+    real = out.requests
+
+    def counted(start: int, accounts: Mapping[uuid.UUID, CreditAccounts]) -> list[TransferRequest]:
+        built.append(start)
+        return real(start, accounts)
+
+    out.requests = counted  # type: ignore[method-assign]
+    lazy = rows_out.Requests(out, accounts)
+    assert len(lazy) == out.transfer_count == sum(1 for p in plans if not p.is_empty) and built == []
+    first = lazy[0]
+    assert built == [0] and lazy[-1] is not None and built == list(out.chunks)
+    with pytest.raises(IndexError):
+        lazy[len(lazy)]
+    with pytest.raises(IndexError):
+        lazy[-len(lazy) - 1]
+    requests = list(lazy)
+    assert requests[0] is first and lazy[1:4] == requests[1:4] and lazy[-2:] == requests[-2:]
+    assert requests == [q for s in out.chunks for q in real(s, accounts)]
+    assert [q.transfer_id for q in requests] == [t for t in transfer_ids if t is not None]
+    assert built == list(out.chunks)  # each chunk built once
     by_id = {r.record_id: (r, p) for r, p in zip(rows, plans, strict=True)}
     for q in requests:
         r, p = by_id[uuid.UUID(str(q.metadata["service_record_id"]))]
