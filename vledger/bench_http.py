@@ -84,7 +84,11 @@ def app_factory() -> Litestar:
     app = create_app(build_services(pool, settings), access_logging=False)
     if ready_dir := os.environ.get(READY_DIR_ENV):
         app.on_startup.append(lambda: Path(ready_dir, str(os.getpid())).touch())
-    app.on_shutdown.append(pool.close)
+
+    def close_pool() -> None:  # Litestar passes the app to a hook that takes an argument (close's timeout)
+        pool.close()
+
+    app.on_shutdown.append(close_pool)
     if profile_dump is not None:
         app.on_shutdown.append(profile_dump)
     return app

@@ -43,6 +43,10 @@ class BatchResult:
 
 # Posting lines sent to the server per write while the batch is computed.
 _STREAM_ROWS = 2000
+# Up to this many new transfers (group commit's groups), every row goes in one pipeline with the
+# balances, the log head and the commit (Rows.insert): one round trip instead of a COPY's two per
+# table. Larger batches stream their postings while they are computed, then COPY the rest.
+_PIPELINED = 256
 # Requests validated per claim statement: the server inserts one slice's keys while the next slice
 # is validated.
 _CLAIM_SLICE = 2000
@@ -248,7 +252,7 @@ def _post(
     results: bool = False,
 ) -> tuple[BatchResult, Rows | None]:
     """Write the batch; the rows answer each transfer's result when ``results`` is set."""
-    community_id, items, names, reads = prepared
+    community_id, items, _, reads = prepared
     origin_row = reads.origin.fetchone()
     if origin_row is None:
         raise LedgerError(ErrorCode.COMMUNITY_NOT_FOUND, community_id=community_id)
@@ -267,22 +271,47 @@ def _post(
         if commit:
             conn.commit()
         return BatchResult(0, len(items), None, None, ids), None
+    out = _write(conn, prepared, origin, new, clock, commit=commit, results=results)
+    return BatchResult(len(new), len(items) - len(new), out.first_index, out.size - 1, ids), out
 
+
+def _write(
+    conn: Conn,
+    prepared: _Prepared,
+    origin: str,
+    new: list[Item],
+    clock: Callable[[], int],
+    *,
+    commit: bool,
+    results: bool,
+) -> Rows:
+    """Apply and write the batch's new transfers (the first of each key not used before)."""
+    community_id, items, names, reads = prepared
     accounts = sql.account_infos(reads.accounts)
     balances = sql.balance_states(reads.balances, accounts)
     lots = sql.lot_states(reads.lots)
     recorded_us = clock()
     head = reads.head.fetchone()
     assert head is not None
-    out = Rows(community_id, origin, recorded_us, int(head[0]), bytes(head[1]), names, results=results)
+    pipelined = len(new) <= _PIPELINED
+    out = Rows(
+        community_id,
+        origin,
+        recorded_us,
+        int(head[0]),
+        bytes(head[1]),
+        names,
+        results=results,
+        lines=pipelined,
+    )
     total = Effects()
     # Lots are created by credits only: one id per credit posting is enough.
     lot_ids = iter(uuid7_many(sum(1 for it in new for p in it.req.postings if p.amount > 0)))
     poster = SinglePoster(
         accounts=accounts, balances=balances, lots=lots, effects=total, new_id=lot_ids.__next__
     )
-    # Postings stream to the server while the rest is computed, so its inserts overlap this loop.
-    with conn.cursor().copy(bsql.COPY_POSTINGS) as copy:
+
+    def apply_all(send: Callable[[str], object] | None) -> None:
         for it in new:
             req = it.req
             effective_us = req.effective_us if req.effective_us is not None else recorded_us
@@ -295,16 +324,31 @@ def _post(
             # Written out as lines: the objects would only keep the garbage collector busy.
             total.new_lots.clear()
             total.movements.clear()
-            if len(out.postings) >= _STREAM_ROWS:
-                copy.write("".join(out.postings))
+            if send is not None and len(out.postings) >= _STREAM_ROWS:
+                send("".join(out.postings))
                 out.postings.clear()
-        copy.write("".join(out.postings))
-    out.postings.clear()
-    out.copy_rest(conn)
-    with conn.pipeline():
+
+    def finish() -> None:
         # One bucket per batch for each hot account (locked above): a batch is one lock holder.
         sql.update_balance_rows(conn.cursor(), community_id, total, balances, accounts, reads.hot_bucket)
         conn.execute(bsql.SET_HEAD, (out.size, out.prev, community_id))
-    if commit:
-        conn.commit()
-    return BatchResult(len(new), len(items) - len(new), out.first_index, out.size - 1, ids), out
+
+    if pipelined:
+        apply_all(None)
+        with conn.pipeline():
+            out.insert(conn)
+            finish()
+            if commit:
+                conn.commit()
+    else:
+        # Postings stream to the server while the rest is computed, so its inserts overlap this loop.
+        with conn.cursor().copy(bsql.COPY_POSTINGS) as copy:
+            apply_all(copy.write)
+            copy.write("".join(out.postings))
+        out.postings.clear()
+        out.copy_rest(conn)
+        with conn.pipeline():
+            finish()
+        if commit:
+            conn.commit()
+    return out

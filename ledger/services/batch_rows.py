@@ -73,7 +73,7 @@ class Rows:
 
     Postings and lot movements are COPY text lines, written with f-strings. Every value is safe in
     them as it is: ids, integers, units and timestamps. Transfers and lots are row tuples for the
-    binary COPY; leaves are bytes.
+    binary COPY (or, with ``lines``, text lines too: see ``insert``); leaves are bytes.
     """
 
     def __init__(
@@ -86,6 +86,7 @@ class Rows:
         names: Names,
         *,
         results: bool,
+        lines: bool = False,
     ) -> None:
         self.community_id = community_id
         self.recorded_us = recorded_us
@@ -98,6 +99,10 @@ class Rows:
         self.transfers: list[tuple[object, ...]] = []
         self.lots: list[tuple[object, ...]] = []
         self.movements: list[str] = []
+        # With ``lines``: transfers and lots as text lines, like postings, for ``insert``.
+        self.lines = lines
+        self.transfer_lines: list[str] = []
+        self.lot_lines: list[str] = []
         # The leaves as parallel lists (no tuple per leaf for the garbage collector to scan).
         self.leaves: list[bytes] = []
         self.leaf_hashes: list[bytes] = []
@@ -109,6 +114,7 @@ class Rows:
         self._instants = _Instants()
         self._times = _Times(self._instants)
         self._recorded = self._instants[recorded_us]
+        self._recorded_text = self._times[recorded_us]
         self._leaf = SingleTransferLeaves(origin, recorded_us)
 
     def add(
@@ -148,17 +154,30 @@ class Rows:
         if self.posted is not None:
             self.posted.append((it, effective_us, rows, self.size, self.prev))
         self.size += 1
-        instants = self._instants
-        metadata = bsql.jsonb(req.metadata)
-        self.transfers.append(
-            (c, it.transfer_id, req.kind, "single", instants[effective_us], self._recorded, req.actor_id,
-             req.idempotency_key, metadata)
-        )  # fmt: skip
-        for lot in new_lots:
-            self.lots.append(
-                (c, lot.lot_id, lot.account_id, it.transfer_id, lot.seq, lot.amount, lot.amount,
-                 instants[lot.earned_us], instants[lot.expires_at_us])
+        if self.lines:
+            actor = _NULL if req.actor_id is None else str(req.actor_id)
+            metadata_text = bsql.json_text(req.metadata)
+            self.transfer_lines.append(
+                f"{c}\t{tid}\t{req.kind}\tsingle\t{times[effective_us]}\t{self._recorded_text}\t{actor}"
+                f"\t{req.idempotency_key}\t{metadata_text}\n"
+            )
+            for lot in new_lots:
+                self.lot_lines.append(
+                    f"{c}\t{lot.lot_id}\t{names[lot.account_id]}\t{tid}\t{lot.seq}\t{lot.amount}\t{lot.amount}"
+                    f"\t{times[lot.earned_us]}\t{times[lot.expires_at_us]}\n"
+                )
+        else:
+            instants = self._instants
+            metadata = bsql.jsonb(req.metadata)
+            self.transfers.append(
+                (c, it.transfer_id, req.kind, "single", instants[effective_us], self._recorded, req.actor_id,
+                 req.idempotency_key, metadata)
             )  # fmt: skip
+            for lot in new_lots:
+                self.lots.append(
+                    (c, lot.lot_id, lot.account_id, it.transfer_id, lot.seq, lot.amount, lot.amount,
+                     instants[lot.earned_us], instants[lot.expires_at_us])
+                )  # fmt: skip
         for seq, lot_id, amount in movements:
             self.movements.append(f"{c}\t{tid}\t{seq}\t{lot_id}\t{amount}\n")
 
@@ -185,6 +204,28 @@ class Rows:
                     receipt,
                 ),
             )
+
+    def insert(self, conn: Conn) -> None:
+        """Queue (in the caller's pipeline) every row as one INSERT per table, each taking its rows
+        as one text (built with ``lines``): for a small batch, one round trip instead of a COPY's
+        two per table."""
+        assert self.lines
+        c, first = self.community_id, self.first_index
+        leaves = [
+            f"{c}\t{first + i}\t{leaf.hex()}\t{hashed.hex()}\t{tid}\n"
+            for i, (leaf, hashed, tid) in enumerate(
+                zip(self.leaves, self.leaf_hashes, self.transfer_ids, strict=True)
+            )
+        ]
+        for statement, lines in (
+            (bsql.INSERT_POSTINGS, self.postings),
+            (bsql.INSERT_TRANSFERS, self.transfer_lines),
+            (bsql.INSERT_LOTS, self.lot_lines),
+            (bsql.INSERT_MOVEMENTS, self.movements),
+            (bsql.INSERT_LEAVES, leaves),
+        ):
+            if lines:
+                conn.execute(statement, ("".join(lines),))
 
     def copy_rest(self, conn: Conn) -> None:
         bsql.copy_binary(conn, bsql.COPY_TRANSFERS, bsql.TRANSFER_TYPES, self.transfers)

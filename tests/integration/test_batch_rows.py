@@ -43,7 +43,7 @@ def _requests(info: CommunityInfo, open_member: OpenMember, tag: str) -> list[Tr
             extra["actor_id"] = members[0]
         if i % 5 == 2:
             extra["metadata"] = {
-                "note": 'a "quoted" \\ back/slash, 文字',
+                "note": 'a "quoted" \\ back/slash \\N, 文字',  # \N: NULL in COPY-like text
                 "none": None,
                 "n": [1, True, {"x": -2}],
             }
@@ -76,8 +76,17 @@ def claim_slice(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     return int(request.param)
 
 
+@pytest.fixture(params=[batch._PIPELINED, 0], ids=["rows_in_one_pipeline", "rows_by_copy"])
+def rows_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """A small batch writes its rows in one pipeline (Rows.insert), a large one with COPY: both
+    ways, on the same transfers."""
+    monkeypatch.setattr(batch, "_PIPELINED", request.param)
+    return int(request.param)
+
+
 def test_every_shape_is_written_consistently(
     claim_slice: int,
+    rows_path: int,
     ledger: Ledger,
     pool: ConnectionPool[Conn],
     community: CommunityInfo,
@@ -117,6 +126,7 @@ def test_every_shape_is_written_consistently(
 
 def test_group_results_equal_what_is_stored(
     claim_slice: int,
+    rows_path: int,
     ledger: Ledger,
     pool: ConnectionPool[Conn],
     community: CommunityInfo,
@@ -142,6 +152,7 @@ def test_group_results_equal_what_is_stored(
 )
 def test_a_failing_transfer_is_reported_at_its_index(
     claim_slice: int,
+    rows_path: int,
     ledger: Ledger,
     community: CommunityInfo,
     open_member: OpenMember,
