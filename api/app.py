@@ -9,9 +9,9 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, OpenAPI, SecurityScheme
 
+from api import fastpath
 from api.deps import Services, provide_access, provide_principal, provide_services
 from api.errors import HANDLERS, document_problems
-from api.fastpath import balance_fast_path
 from api.observability import MetricsController, access_log, http_metrics
 from api.routes.audit import AuditRoutes, TransferProofRoutes
 from api.routes.auth import login, logout, me
@@ -110,7 +110,7 @@ def create_app(services: Services, *, access_logging: bool = True, fast_paths: b
         middleware=[
             http_metrics,
             *([access_log] if access_logging else []),
-            *([balance_fast_path] if fast_paths else []),  # innermost: after routing, inside metrics
+            *([fastpath.fast_paths] if fast_paths else []),  # innermost: after routing, inside metrics
         ],
         logging_config=None,  # the process configures logging (JSON lines, vledger.service)
         on_shutdown=[close_async_reads],

@@ -283,25 +283,7 @@ class TransferRoutes(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> Response[TransferOut]:
         await access.require_async(Permission.TRANSFER_POST, community_id)
-        request = TransferRequest(
-            community_id,
-            data.kind,
-            tuple(
-                Posting(
-                    p.account_id,
-                    Unit(p.unit),
-                    p.amount,
-                    None if p.expires_at is None else to_us(p.expires_at),
-                )
-                for p in data.postings
-            ),
-            ledger_key(access.principal.user_id, idempotency_key),
-            phase=Phase(data.phase),
-            effective_us=None if data.effective_at is None else to_us(data.effective_at),
-            actor_id=access.principal.user_id,
-            timeout_us=None if data.timeout_s is None else data.timeout_s * 1_000_000,
-            metadata=data.metadata,
-        )
+        request = transfer_request(community_id, data, access.principal.user_id, idempotency_key)
         # Grouped with concurrent posts; awaited on the event loop (no worker thread parked).
         result = await access.services.transfers.transfer_async(request)
         return _transfer_response(result)
@@ -339,10 +321,41 @@ class TransferRoutes(Controller):
         return _transfer_response(result)
 
 
+def transfer_request(
+    community_id: int, data: TransferIn, user_id: uuid.UUID, client_key: str | None
+) -> TransferRequest:
+    """The ledger request of a POST to the transfers route (also built by api.fastpath)."""
+    return TransferRequest(
+        community_id,
+        data.kind,
+        tuple(
+            Posting(
+                p.account_id,
+                Unit(p.unit),
+                p.amount,
+                None if p.expires_at is None else to_us(p.expires_at),
+            )
+            for p in data.postings
+        ),
+        ledger_key(user_id, client_key),
+        phase=Phase(data.phase),
+        effective_us=None if data.effective_at is None else to_us(data.effective_at),
+        actor_id=user_id,
+        timeout_us=None if data.timeout_s is None else data.timeout_s * 1_000_000,
+        metadata=data.metadata,
+    )
+
+
+def count_transfer(result: TransferResult) -> int:
+    """Count a posted transfer in the metrics (a replay is not counted); its status code: 201 for a
+    new transfer, 200 for a replay of an earlier request under the same key."""
+    if result.replayed:
+        return HTTP_200_OK
+    TRANSFERS.labels(kind=result.kind, outcome="posted").inc()
+    for posting in result.postings:
+        POSTINGS.labels(unit=str(posting.unit)).inc()
+    return HTTP_201_CREATED
+
+
 def _transfer_response(result: TransferResult) -> Response[TransferOut]:
-    """201 for a new transfer, 200 for a replay of an earlier request under the same key."""
-    if not result.replayed:
-        TRANSFERS.labels(kind=result.kind, outcome="posted").inc()
-        for posting in result.postings:
-            POSTINGS.labels(unit=str(posting.unit)).inc()
-    return Response(TransferOut.of(result), status_code=HTTP_200_OK if result.replayed else HTTP_201_CREATED)
+    return Response(TransferOut.of(result), status_code=count_transfer(result))
