@@ -3,9 +3,10 @@
 Same rules as ``Ledger.transfer`` — the same validation, the same domain engine (in its form for
 many single-phase transfers, ``SinglePoster``), the same leaf format — but set-based: one lock
 statement for all touched balances, the chain computed in Python under the log-head lock, and every
-row written with COPY. Either every new transfer of the batch commits or none does; transfers whose
-idempotency key was already used with the same request are skipped (importing a file twice posts
-nothing new).
+row written with COPY. A small batch (group commit's groups of concurrent posts) writes its rows in
+one pipeline with its commit instead, and the server computes its chain, taking the log head last.
+Either every new transfer of the batch commits or none does; transfers whose idempotency key was
+already used with the same request are skipped (importing a file twice posts nothing new).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ledger.domain.engine import Effects, SinglePoster
 from ledger.domain.errors import ErrorCode, LedgerError
 from ledger.domain.ids import uuid7, uuid7_many
 from ledger.domain.transfers import Phase, TransferRequest, validate_transfer
-from ledger.services.batch_rows import Item, Names, Rows
+from ledger.services.batch_rows import CopiedRows, Item, Names, PipelinedRows, Rows
 from ledger.services.collector import collector_paused
 from ledger.services.results import TransferResult
 from ledger.store import batch_repo as bsql
@@ -43,9 +44,11 @@ class BatchResult:
 
 # Posting lines sent to the server per write while the batch is computed.
 _STREAM_ROWS = 2000
-# Up to this many new transfers (group commit's groups), every row goes in one pipeline with the
-# balances, the log head and the commit (Rows.insert): one round trip instead of a COPY's two per
-# table. Larger batches stream their postings while they are computed, then COPY the rest.
+# Up to this many requests (group commit's groups), every row goes in one pipeline with the
+# balances, the leaves and the commit (PipelinedRows): one round trip instead of a COPY's two per
+# table, and the log head is locked only by the last statement before the commit, so that another
+# server process's group waits for less. Larger batches stream their postings while they are
+# computed, then COPY the rest, holding the log head from their first round trip.
 _PIPELINED = 256
 # Requests validated per claim statement: the server inserts one slice's keys while the next slice
 # is validated.
@@ -67,8 +70,9 @@ def _prepare(
     soon as the slice is validated, and the server inserts them while the next slice is checked.
 
     Locks follow the ledger's one order (see migration 0007): the claimed keys, non-hot balance
-    rows, the hot buckets this batch will add to, then the log head. The single path takes them in
-    that order too, so a batch and concurrent single transfers cannot deadlock. Accounts of
+    rows, the hot buckets this batch will add to, then the log head (a small batch takes the head
+    only at its end: ``_write``). The single path takes them in that order too, so a batch and
+    concurrent single transfers cannot deadlock. Accounts of
     requests that turn out to be replays are read too: that costs nothing.
 
     ``before`` queues the caller's own statements at the head of the pipeline: the server runs them
@@ -215,7 +219,7 @@ class _Reads(NamedTuple):
     balances: Cur
     lots: Cur
     hot: Cur
-    head: Cur
+    head: Cur | None  # a small batch's leaves lock the head at its end instead
     hot_bucket: int  # the bucket of each hot account this batch adds to (modulo its bucket count)
 
 
@@ -238,7 +242,7 @@ def _lock_reads(conn: Conn, community_id: int, items: list[Item], names: Names, 
         conn.execute(sql.LOCK_BALANCES, (community_id, account_ids)),
         conn.execute(sql.OPEN_LOTS, (community_id, debited)),
         conn.execute(bsql.LOCK_HOT_BUCKETS, (community_id, account_ids, hot_bucket)),
-        conn.execute(bsql.LOCK_HEAD, (community_id,)),
+        None if len(items) <= _PIPELINED else conn.execute(bsql.LOCK_HEAD, (community_id,)),
         hot_bucket,
     )
 
@@ -275,6 +279,17 @@ def _post(
     return BatchResult(len(new), len(items) - len(new), out.first_index, out.size - 1, ids), out
 
 
+def _rows(prepared: _Prepared, origin: str, recorded_us: int, *, results: bool) -> CopiedRows | PipelinedRows:
+    """The rows a batch writes: with the chain from the log head it holds, or for the server to chain."""
+    head = prepared.reads.head
+    if head is None:
+        return PipelinedRows(prepared.community_id, origin, recorded_us, prepared.names, results=results)
+    row = head.fetchone()
+    assert row is not None
+    size, prev = int(row[0]), bytes(row[1])
+    return CopiedRows(prepared.community_id, origin, recorded_us, size, prev, prepared.names, results=results)
+
+
 def _write(
     conn: Conn,
     prepared: _Prepared,
@@ -286,24 +301,12 @@ def _write(
     results: bool,
 ) -> Rows:
     """Apply and write the batch's new transfers (the first of each key not used before)."""
-    community_id, items, names, reads = prepared
+    community_id, items, _, reads = prepared
     accounts = sql.account_infos(reads.accounts)
     balances = sql.balance_states(reads.balances, accounts)
     lots = sql.lot_states(reads.lots)
     recorded_us = clock()
-    head = reads.head.fetchone()
-    assert head is not None
-    pipelined = len(new) <= _PIPELINED
-    out = Rows(
-        community_id,
-        origin,
-        recorded_us,
-        int(head[0]),
-        bytes(head[1]),
-        names,
-        results=results,
-        lines=pipelined,
-    )
+    out = _rows(prepared, origin, recorded_us, results=results)
     total = Effects()
     # Lots are created by credits only: one id per credit posting is enough.
     lot_ids = iter(uuid7_many(sum(1 for it in new for p in it.req.postings if p.amount > 0)))
@@ -328,18 +331,19 @@ def _write(
                 send("".join(out.postings))
                 out.postings.clear()
 
-    def finish() -> None:
+    def update_balances() -> None:
         # One bucket per batch for each hot account (locked above): a batch is one lock holder.
         sql.update_balance_rows(conn.cursor(), community_id, total, balances, accounts, reads.hot_bucket)
-        conn.execute(bsql.SET_HEAD, (out.size, out.prev, community_id))
 
-    if pipelined:
+    if isinstance(out, PipelinedRows):
         apply_all(None)
         with conn.pipeline():
             out.insert(conn)
-            finish()
+            update_balances()
+            appended = out.append_leaves(conn)  # locks the log head: the last lock, the last statement
             if commit:
                 conn.commit()
+        out.appended(appended)
     else:
         # Postings stream to the server while the rest is computed, so its inserts overlap this loop.
         with conn.cursor().copy(bsql.COPY_POSTINGS) as copy:
@@ -348,7 +352,8 @@ def _write(
         out.postings.clear()
         out.copy_rest(conn)
         with conn.pipeline():
-            finish()
+            update_balances()
+            conn.execute(bsql.SET_HEAD, (out.size, out.prev, community_id))
         if commit:
             conn.commit()
     return out

@@ -146,7 +146,6 @@ INSERT_MOVEMENTS = (
     "INSERT INTO lot_movement (community_id, transfer_id, seq, lot_id, amount)"
     " SELECT f[1]::int8, f[2]::uuid, f[3]::int2, f[4]::uuid, f[5]::int8 " + _FROM_LINES
 )
-INSERT_LEAVES = (
-    "INSERT INTO log_leaf (community_id, idx, leaf, leaf_hash, transfer_id)"
-    " SELECT f[1]::int8, f[2]::int8, decode(f[3], 'hex'), decode(f[4], 'hex'), f[5]::uuid " + _FROM_LINES
-)
+# A small batch's leaves, as templates, last before its commit: the function locks the log head,
+# fills in each leaf's index and prev, inserts the leaves and moves the head (migration 0014).
+APPEND_LEAVES = "SELECT first_index, hashes FROM vledger_append_leaves(%s, %s)"
