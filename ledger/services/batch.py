@@ -44,10 +44,10 @@ class BatchResult:
 
 # Posting lines sent to the server per write while the batch is computed.
 _STREAM_ROWS = 2000
-# Up to this many requests (group commit's groups), every row goes in one pipeline with the
-# balances, the leaves and the commit (PipelinedRows): one round trip instead of a COPY's two per
-# table, and the log head is locked only by the last statement before the commit, so that another
-# server process's group waits for less. Larger batches stream their postings while they are
+# Up to this many requests (group commit's groups), everything is written by one statement, sent
+# with the commit (PipelinedRows, migration 0014): one round trip instead of a COPY's two per table
+# and a statement per balance row, and the log head is locked only by that last statement, so that
+# another server process's group waits for less. Larger batches stream their postings while they are
 # computed, then COPY the rest, holding the log head from their first round trip.
 _PIPELINED = 256
 # Requests validated per claim statement: the server inserts one slice's keys while the next slice
@@ -331,19 +331,17 @@ def _write(
                 send("".join(out.postings))
                 out.postings.clear()
 
-    def update_balances() -> None:
-        # One bucket per batch for each hot account (locked above): a batch is one lock holder.
-        sql.update_balance_rows(conn.cursor(), community_id, total, balances, accounts, reads.hot_bucket)
-
+    # One bucket per batch for each hot account (locked above): a batch is one lock holder.
     if isinstance(out, PipelinedRows):
         apply_all(None)
+        lines = sql.balance_lines(total, balances, accounts, reads.hot_bucket)
         with conn.pipeline():
-            out.insert(conn)
-            update_balances()
-            appended = out.append_leaves(conn)  # locks the log head: the last lock, the last statement
+            written = out.write(conn, *lines)  # locks the log head: the last lock, the last statement
             if commit:
-                conn.commit()
-        out.appended(appended)
+                # As a statement: the pipeline's one Sync, when it ends, then covers the commit too
+                # (Connection.commit() would sync, and the pipeline's end sync again).
+                conn.execute("COMMIT")
+        out.appended(written)
     else:
         # Postings stream to the server while the rest is computed, so its inserts overlap this loop.
         with conn.cursor().copy(bsql.COPY_POSTINGS) as copy:
@@ -352,7 +350,7 @@ def _write(
         out.postings.clear()
         out.copy_rest(conn)
         with conn.pipeline():
-            update_balances()
+            sql.update_balance_rows(conn.cursor(), community_id, total, balances, accounts, reads.hot_bucket)
             conn.execute(bsql.SET_HEAD, (out.size, out.prev, community_id))
         if commit:
             conn.commit()

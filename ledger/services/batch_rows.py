@@ -223,10 +223,10 @@ class CopiedRows(Rows):
 
 
 class PipelinedRows(Rows):
-    """A small batch's rows as text lines, written in one pipeline with its other statements and
-    its commit (``insert``, then ``append_leaves`` last). Its leaves go as templates
-    (ledger.audit.leaf.LeafTemplate): the server fills in "index" and "prev" under the log head's
-    lock (migration 0014), which the batch takes only there, at the end of its transaction."""
+    """A small batch's rows as text lines, written by one statement before its commit (``write``,
+    migration 0014). Its leaves go as templates (ledger.audit.leaf.LeafTemplate): the server fills
+    in "index" and "prev" under the log head's lock, which the batch takes only there, at the end
+    of its transaction."""
 
     def __init__(
         self, community_id: int, origin: str, recorded_us: int, names: Names, *, results: bool
@@ -262,22 +262,23 @@ class PipelinedRows(Rows):
                 f"\t{times[lot.earned_us]}\t{times[lot.expires_at_us]}\n"
             )
 
-    def insert(self, conn: Conn) -> None:
-        """Queue (in the caller's pipeline) the rows but the leaves, one INSERT per table, each taking
-        its rows as one text: one round trip in all instead of a COPY's two per table."""
-        for statement, lines in (
-            (bsql.INSERT_POSTINGS, self.postings),
-            (bsql.INSERT_TRANSFERS, self.transfer_lines),
-            (bsql.INSERT_LOTS, self.lot_lines),
-            (bsql.INSERT_MOVEMENTS, self.movements),
-        ):
-            if lines:
-                conn.execute(statement, ("".join(lines),))
-
-    def append_leaves(self, conn: Conn) -> Cur:
-        """Queue the leaves' append (the batch's last statement before its commit: it locks the log
-        head); ``appended`` reads its answer."""
-        return conn.execute(bsql.APPEND_LEAVES, (self.community_id, "".join(self.leaf_lines)))
+    def write(self, conn: Conn, balances: str, hot: str, lot_deltas: str) -> Cur:
+        """Send the group's one write (with its balance lines: ledger_repo.balance_lines); it locks
+        the log head, so it is the transaction's last statement. ``appended`` reads its answer."""
+        return conn.execute(
+            bsql.WRITE_GROUP,
+            (
+                self.community_id,
+                "".join(self.postings),
+                "".join(self.transfer_lines),
+                "".join(self.lot_lines),
+                "".join(self.movements),
+                balances,
+                hot,
+                lot_deltas,
+                "".join(self.leaf_lines),
+            ),
+        )
 
     def appended(self, cur: Cur) -> None:
         """Where the leaves went: their first index and their hashes."""

@@ -118,34 +118,7 @@ COPY_MOVEMENTS = "COPY lot_movement (community_id, transfer_id, seq, lot_id, amo
 COPY_LEAVES = "COPY log_leaf (community_id, idx, leaf, leaf_hash, transfer_id) FROM STDIN (FORMAT BINARY)"
 LEAF_TYPES = ("int8", "int8", "bytea", "bytea", "uuid")
 
-# A small batch's rows go in one pipeline with its other statements and its commit: one INSERT
-# per table, each taking its rows as one text of COPY-like lines (tab-separated fields, one line
-# per row, \N for NULL), which the server splits and casts. Nothing is escaped: no field can hold
-# a tab or a newline (ids, integers, timestamps, hex, restricted keys and kinds, JSON with its
-# control characters escaped), and none that may be NULL can read \N otherwise.
-_FROM_LINES = "FROM string_to_table(%s, E'\\n') AS line, string_to_array(line, E'\\t') AS f WHERE line <> ''"
-INSERT_POSTINGS = (
-    "INSERT INTO posting (community_id, transfer_id, seq, account_id, unit, phase, amount, balance_after,"
-    " account_version, expires_at)"
-    " SELECT f[1]::int8, f[2]::uuid, f[3]::int2, f[4]::uuid, f[5], f[6], f[7]::int8,"
-    " nullif(f[8], '\\N')::int8, nullif(f[9], '\\N')::int8, nullif(f[10], '\\N')::timestamptz " + _FROM_LINES
-)
-INSERT_TRANSFERS = (
-    "INSERT INTO transfer (community_id, transfer_id, kind, phase, effective_at, recorded_at, actor_id,"
-    " idempotency_key, metadata)"
-    " SELECT f[1]::int8, f[2]::uuid, f[3], f[4], f[5]::timestamptz, f[6]::timestamptz,"
-    " nullif(f[7], '\\N')::uuid, f[8], f[9]::jsonb " + _FROM_LINES
-)
-INSERT_LOTS = (
-    "INSERT INTO lot (community_id, lot_id, account_id, transfer_id, seq, amount, remaining, earned_at,"
-    " expires_at)"
-    " SELECT f[1]::int8, f[2]::uuid, f[3]::uuid, f[4]::uuid, f[5]::int2, f[6]::int8, f[7]::int8,"
-    " f[8]::timestamptz, nullif(f[9], '\\N')::timestamptz " + _FROM_LINES
-)
-INSERT_MOVEMENTS = (
-    "INSERT INTO lot_movement (community_id, transfer_id, seq, lot_id, amount)"
-    " SELECT f[1]::int8, f[2]::uuid, f[3]::int2, f[4]::uuid, f[5]::int8 " + _FROM_LINES
-)
-# A small batch's leaves, as templates, last before its commit: the function locks the log head,
-# fills in each leaf's index and prev, inserts the leaves and moves the head (migration 0014).
-APPEND_LEAVES = "SELECT first_index, hashes FROM vledger_append_leaves(%s, %s)"
+# A small batch (a group of concurrent posts) writes everything in one statement, last before its
+# commit: the rows, the balances, then its leaves chained under the log head's lock (migration 0014,
+# whose docstring gives each text's lines).
+WRITE_GROUP = "SELECT first_index, hashes FROM vledger_write_group(%s, %s, %s, %s, %s, %s, %s, %s, %s)"

@@ -187,6 +187,29 @@ def lot_states(rows: Iterable[tuple[Any, ...]]) -> dict[uuid.UUID, list[LotState
     return out
 
 
+def balance_lines(
+    effects: Effects,
+    balances: dict[uuid.UUID, BalanceState],
+    accounts: dict[uuid.UUID, AccountInfo],
+    hot_bucket: int,
+) -> tuple[str, str, str]:
+    """What ``update_balance_rows`` writes, as the lines vledger_write_group takes (migration 0014):
+    the balance rows, the hot buckets' deltas and the lots' deltas, each in lock order."""
+    rows = [balances[a] for a in sorted(effects.touched)]
+    hot = []
+    for account_id in sorted(effects.hot_deltas):
+        posted, pending_in, pending_out = effects.hot_deltas[account_id]
+        bucket = hot_bucket % accounts[account_id].buckets
+        hot.append(f"{account_id}\t{bucket}\t{posted}\t{pending_in}\t{pending_out}\n")
+    return (
+        "".join(
+            [f"{s.account_id}\t{s.posted}\t{s.pending_in}\t{s.pending_out}\t{s.version}\n" for s in rows]
+        ),
+        "".join(hot),
+        "".join([f"{lot_id}\t{effects.lot_deltas[lot_id]}\n" for lot_id in sorted(effects.lot_deltas)]),
+    )
+
+
 def update_balance_rows(
     cur: Cur,
     community_id: int,
