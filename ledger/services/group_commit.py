@@ -90,8 +90,11 @@ class GroupCommit:
         self._gather_s = gather_s
         self._linger_s = linger_s
         self._lock = threading.Lock()
-        self._arrived = threading.Condition(self._lock)  # notified on every enqueue
+        self._arrived = threading.Condition(self._lock)  # notified when a writer's wait is over
         self._queues: dict[int, deque[_Waiter]] = {}  # only communities with a running writer
+        # How many queued requests each community's writer is waiting for: it is woken only then,
+        # not by every request while the event loop is still taking the rest of a group.
+        self._wanted: dict[int, int] = {}
         self._closed = False
 
     def transfer(self, request: TransferRequest) -> TransferResult:
@@ -129,7 +132,7 @@ class GroupCommit:
             if queue is None:
                 queue = self._queues[community_id] = deque()
             queue.append(waiter)
-            if not start:
+            if not start and len(queue) >= self._wanted.get(community_id, 1):
                 self._arrived.notify_all()
         if start:
             name = f"vledger-group-commit-{community_id}"
@@ -145,13 +148,17 @@ class GroupCommit:
         while True:
             with self._lock:
                 if not queue:
+                    self._wanted[community_id] = 1
                     self._arrived.wait_for(lambda: bool(queue), timeout=self._linger_s)
                     if not queue:
                         del self._queues[community_id]
+                        del self._wanted[community_id]
                         return
                 want = min(last, self._max_group)
                 if len(queue) < want:
+                    self._wanted[community_id] = want
                     self._arrived.wait_for(functools.partial(_holds, queue, want), timeout=self._gather_s)
+                self._wanted[community_id] = 1
                 group = [queue.popleft() for _ in range(min(len(queue), self._max_group))]
             self._write(group)
             last = len(group)

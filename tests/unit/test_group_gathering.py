@@ -89,3 +89,37 @@ def test_a_writer_whose_queue_stays_empty_ends() -> None:
     while any(t.name == "vledger-group-commit-3" for t in threading.enumerate()):
         assert time.monotonic() < deadline, "the writer thread did not end"
         time.sleep(0.01)
+
+
+def test_a_gathering_writer_is_woken_only_when_its_group_is_complete() -> None:
+    """Requests that arrive while the writer gathers do not wake it one by one (each wake-up would
+    take the GIL from the event loop that is still receiving the rest): only the one that completes
+    the group does, or the first request after an empty queue."""
+    fake = _Recorder()
+    group = GroupCommit(cast(Ledger, fake), gather_s=5.0, linger_s=2.0)
+    fake.hold.clear()
+    first = _post_all(group, ["a"])
+    assert fake.writing.wait(5)
+    queued = _post_all(group, ["b", "c", "d"])
+    time.sleep(0.2)
+    fake.hold.set()
+    for t in first + queued:
+        t.join(10)
+    assert fake.groups == [1, 3]
+    woken: list[int] = []
+    real = group._arrived.notify_all
+
+    def counted() -> None:
+        woken.append(len(fake.groups))
+        real()
+
+    group._arrived.notify_all = counted  # type: ignore[method-assign]
+    later = _post_all(group, ["e"])  # the writer waits for any request: this one wakes it
+    time.sleep(0.3)
+    later += _post_all(group, ["f"])  # two of three: no wake-up
+    time.sleep(0.3)
+    assert len(woken) == 1
+    later += _post_all(group, ["g"])  # the third: the group is complete
+    for t in later:
+        t.join(10)
+    assert fake.groups == [1, 3, 3] and len(woken) == 2
