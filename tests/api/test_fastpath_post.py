@@ -116,9 +116,10 @@ def _warm(apps: Apps, w: World, who: str) -> None:
         {},
         {"metadata": {"note": "第一季度", "n": 3, "flag": True}},
         {"effective_at": "2025-03-05T09:00:00Z"},
+        {"effective_at": "2025-03-05T17:00:00"},  # no zone: Beijing time, as the route reads it
         {"phase": "pending", "timeout_s": 60},
     ],
-    ids=["plain", "metadata", "effective_at", "pending"],
+    ids=["plain", "metadata", "effective_at", "effective_at_beijing", "pending"],
 )
 def test_staff_posts_are_answered_by_the_fast_path_as_the_route_answers(
     apps: Apps, world: World, answered: list[int], extra: dict[str, object]
