@@ -31,7 +31,7 @@ from api.keys import MAX_CLIENT_KEY
 from api.routes.ledger import count_transfer, transfer_request
 from api.schemas import Balance, TransferIn, TransferOut
 from ledger.domain.errors import LedgerError
-from ledger.domain.roles import Permission
+from ledger.domain.roles import Permission, Principal
 
 __all__ = ["BALANCE_ROUTE", "TRANSFERS_ROUTE", "fast_paths"]
 
@@ -53,19 +53,26 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
+def _staff(scope: Scope, permission: Permission, community_id: int) -> Principal | None:
+    """The caller, if their bearer token is in the identity cache and the cached region shows
+    that they hold ``permission`` in the community; None to let the route decide."""
+    secret = _bearer(scope)
+    services = scope["app"].state.services
+    principal: Principal | None = None if secret is None else services.identity.cached(secret)
+    if principal is None or not Access(services, principal).allowed_cached(permission, community_id):
+        return None
+    return principal
+
+
 async def _balance_body(scope: Scope) -> bytes | None:
     """The response body, or None to let the route answer."""
     params: dict[str, object] = dict(scope.get("path_params") or {})
     community_id, account_id = params.get("community_id"), params.get("account_id")
     if type(community_id) is not int or type(account_id) is not uuid.UUID or scope.get("query_string"):
         return None
-    secret = _bearer(scope)
-    services = scope["app"].state.services
-    principal = None if secret is None else services.identity.cached(secret)
-    if principal is None or not Access(services, principal).allowed_cached(
-        Permission.ACCOUNT_READ, community_id
-    ):
+    if _staff(scope, Permission.ACCOUNT_READ, community_id) is None:
         return None
+    services = scope["app"].state.services
     try:
         view = await services.account_reads.get(community_id, account_id)
     except LedgerError:
@@ -125,19 +132,15 @@ async def _post_transfer(scope: Scope, body: bytes) -> tuple[int, bytes] | None:
     client_key = key.decode("latin-1") if count else None
     if count > 1 or (client_key is not None and not 1 <= len(client_key) <= MAX_CLIENT_KEY):
         return None
-    secret = _bearer(scope)
-    services = scope["app"].state.services
-    principal = None if secret is None else services.identity.cached(secret)
-    if principal is None or not Access(services, principal).allowed_cached(
-        Permission.TRANSFER_POST, community_id
-    ):
+    principal = _staff(scope, Permission.TRANSFER_POST, community_id)
+    if principal is None:
         return None
     try:
         data = _decode_transfer(body)
     except msgspec.MsgspecError:
         return None
     request = transfer_request(community_id, data, principal.user_id, client_key)
-    result = await services.transfers.transfer_async(request)
+    result = await scope["app"].state.services.transfers.transfer_async(request)
     return count_transfer(result), _encode(TransferOut.of(result))
 
 

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
@@ -117,3 +118,20 @@ def world(api_services: Services, community: CommunityInfo) -> World:
 def _points_account(s: Services, community_id: int, person_id: uuid.UUID) -> uuid.UUID:
     spec = AccountSpec(OwnerKind.PERSON, Unit.POINTS, member_account_flags(Unit.POINTS), owner_id=person_id)
     return s.communities.open_account(community_id, spec)
+
+
+@pytest.fixture(scope="module")
+def caching(pool: ConnectionPool[Conn], tmp_path_factory: pytest.TempPathFactory) -> Services:
+    """Services whose identity caches tokens, as in production (the fast paths need the cache)."""
+    settings = Settings(data_dir=Path(tmp_path_factory.mktemp("fastpath-keys")))
+    return build_services(pool, settings, identity=Identity(pool, hasher=FAST_HASHER))
+
+
+@pytest.fixture(scope="module")
+def apps(caching: Services) -> Iterator[tuple[TestClient[Any], TestClient[Any]]]:
+    """Two apps over the same services: with the fast paths, and without them."""
+    with (
+        TestClient(app=create_app(caching, access_logging=False)) as fast,
+        TestClient(app=create_app(caching, access_logging=False, fast_paths=False)) as slow,
+    ):
+        yield fast, slow

@@ -12,42 +12,18 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from litestar.testing import TestClient
 from prometheus_client import REGISTRY
-from psycopg_pool import ConnectionPool
 
 from api import fastpath
-from api.app import create_app
-from api.deps import Services
-from ledger.config import Settings
-from ledger.services.identity import Identity
-from ledger.store.db import Conn
-from tests.api.conftest import FAST_HASHER, World
-from vledger.wiring import build_services
+from tests.api.conftest import World
 
 Apps = tuple[TestClient[Any], TestClient[Any]]
 # What differs between two new transfers of the same request.
 _OWN = ("transfer_id", "effective_at", "recorded_at", "receipt")
-
-
-@pytest.fixture(scope="module")
-def caching(pool: ConnectionPool[Conn], tmp_path_factory: pytest.TempPathFactory) -> Services:
-    settings = Settings(data_dir=Path(tmp_path_factory.mktemp("fastpath-post-keys")))
-    return build_services(pool, settings, identity=Identity(pool, hasher=FAST_HASHER))
-
-
-@pytest.fixture(scope="module")
-def apps(caching: Services) -> Iterator[Apps]:
-    with (
-        TestClient(app=create_app(caching, access_logging=False)) as fast,
-        TestClient(app=create_app(caching, access_logging=False, fast_paths=False)) as slow,
-    ):
-        yield fast, slow
 
 
 @pytest.fixture
