@@ -196,18 +196,25 @@ def balance_lines(
     """What ``update_balance_rows`` writes, as the lines vledger_write_group takes (migration 0014):
     the balance rows, the hot buckets' deltas and the lots' deltas, each in lock order."""
     rows = [balances[a] for a in sorted(effects.touched)]
-    hot = []
-    for account_id in sorted(effects.hot_deltas):
-        posted, pending_in, pending_out = effects.hot_deltas[account_id]
-        bucket = hot_bucket % accounts[account_id].buckets
-        hot.append(f"{account_id}\t{bucket}\t{posted}\t{pending_in}\t{pending_out}\n")
     return (
         "".join(
             [f"{s.account_id}\t{s.posted}\t{s.pending_in}\t{s.pending_out}\t{s.version}\n" for s in rows]
         ),
-        "".join(hot),
+        "".join(["\t".join(map(str, add)) + "\n" for add in _hot_adds(effects, accounts, hot_bucket)]),
         "".join([f"{lot_id}\t{effects.lot_deltas[lot_id]}\n" for lot_id in sorted(effects.lot_deltas)]),
     )
+
+
+def _hot_adds(
+    effects: Effects, accounts: dict[uuid.UUID, AccountInfo], hot_bucket: int
+) -> list[tuple[uuid.UUID, int, int, int, int]]:
+    """(account, bucket, posted, pending_in, pending_out) added to each hot account, in lock order:
+    a batch adds to one bucket of each (``hot_bucket`` modulo the account's bucket count)."""
+    adds = []
+    for account_id in sorted(effects.hot_deltas):
+        posted, pending_in, pending_out = effects.hot_deltas[account_id]
+        adds.append((account_id, hot_bucket % accounts[account_id].buckets, posted, pending_in, pending_out))
+    return adds
 
 
 def update_balance_rows(
@@ -228,9 +235,7 @@ def update_balance_rows(
             UPDATE_BALANCE,
             [(s.posted, s.pending_in, s.pending_out, s.version, community_id, s.account_id) for s in states],
         )
-    for account_id in sorted(effects.hot_deltas):
-        posted, pending_in, pending_out = effects.hot_deltas[account_id]
-        bucket = hot_bucket % accounts[account_id].buckets
+    for account_id, bucket, posted, pending_in, pending_out in _hot_adds(effects, accounts, hot_bucket):
         cur.execute(UPDATE_HOT_BUCKET, (posted, pending_in, pending_out, community_id, account_id, bucket))
     if effects.lot_deltas:
         ids = sorted(effects.lot_deltas)

@@ -215,7 +215,9 @@ class ImportText:
 def copy_records(conn: Conn, chunks: Iterable[str]) -> None:
     """Posted records, as ImportText lines: each chunk is sent as soon as it is produced, so the
     server inserts while the caller renders the next one."""
-    _copy(conn, f"COPY service_record ({RECORD_COLUMNS}) FROM STDIN", chunks)
+    with conn.cursor().copy(f"COPY service_record ({RECORD_COLUMNS}) FROM STDIN") as copy:
+        for chunk in chunks:
+            copy.write(chunk)
 
 
 # Each record's four steps, from its own columns: who took each step, when, and the detail the
@@ -266,9 +268,3 @@ def insert_events(
         "community_id": community_id,
     }
     return conn.execute(_INSERT_EVENTS, params)
-
-
-def _copy(conn: Conn, statement: str, chunks: Iterable[str]) -> None:
-    with conn.cursor().copy(statement) as copy:
-        for chunk in chunks:
-            copy.write(chunk)

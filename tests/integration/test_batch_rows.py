@@ -78,8 +78,8 @@ def claim_slice(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
 
 @pytest.fixture(params=[batch._PIPELINED, 0], ids=["rows_in_one_pipeline", "rows_by_copy"])
 def rows_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
-    """A small batch writes its rows in one pipeline (Rows.insert), a large one with COPY: both
-    ways, on the same transfers."""
+    """A small batch is written by one statement (PipelinedRows.write), a large one with COPY:
+    both ways, on the same transfers."""
     monkeypatch.setattr(batch, "_PIPELINED", request.param)
     return int(request.param)
 
