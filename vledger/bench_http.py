@@ -2,10 +2,11 @@
 
 Each run builds its own data in a fresh community (``vledger.bench`` helpers: 1,000 funded member
 points accounts, the hot issuance account) and a community admin with an API token; starts uvicorn
-with N worker processes on a free loopback port; and drives it from a separate load-generator
-process (asyncio HTTP/1.1 keep-alive, fixed connections, untimed warm-up, bounded count). Posts
-award 1 point from issuance to a random member with a unique Idempotency-Key; reads fetch a random
-member's balance. Every status is checked; the issuance balance must move by exactly the posts made.
+with N worker processes (``vledger.prefork``) on a free loopback port; and drives it from a
+separate load-generator process (asyncio HTTP/1.1 keep-alive, fixed connections, untimed warm-up,
+bounded count). Posts award 1 point from issuance to a random member with a unique
+Idempotency-Key; reads fetch a random member's balance. Every status is checked; the issuance
+balance must move by exactly the posts made.
 """
 
 from __future__ import annotations
@@ -120,32 +121,24 @@ def start_profiling() -> Callable[[], None] | None:
 
 
 def serve(port: int, workers: int) -> None:
-    """The server process: uvicorn (and its own worker supervisor) on a listener bound with IPPROTO_TCP.
-
-    uvicorn 0.54's ``--workers N`` binds with ``proto`` 0, so asyncio never sets TCP_NODELAY on the
-    workers' connections and each keep-alive answer waits ~40 ms for a delayed ACK (uvicorn #3149);
-    binding the listener here is that issue's one-line fix.
-    """
+    """The server process: the service app in ``workers`` uvicorn workers (``vledger.prefork``: the
+    parent accepts and deals the connections out in turn), or in this process when ``workers`` is 1."""
     import uvicorn  # noqa: PLC0415 - only server processes need the web stack
-    from uvicorn.supervisors import Multiprocess  # noqa: PLC0415
+
+    from vledger.prefork import listen, serve_balanced  # noqa: PLC0415
 
     config = uvicorn.Config(
         "vledger.bench_http:app_factory",
         factory=True,
-        host=HOST,
-        port=port,
         workers=workers,
         log_level="warning",  # no access log either
         timeout_graceful_shutdown=5,
     )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((HOST, port))
-    sock.set_inheritable(True)
+    sock = listen(HOST, port)
     if workers == 1:
         uvicorn.Server(config).run(sockets=[sock])
     else:
-        Multiprocess(config, sockets=[sock]).run()
+        serve_balanced(config, sock, workers)
 
 
 def _free_port() -> int:
@@ -302,7 +295,8 @@ def run(
     )
     try:
         server = bench._server_settings(pool).split(";")[0]  # without its "service layer in this process"
-        caption = f"{server}; uvicorn {_stack()} x{workers}; load from a second process over loopback"
+        dealt = ", connections dealt in turn" if workers > 1 else ""
+        caption = f"{server}; uvicorn {_stack()} x{workers}{dealt}; load from a second process over loopback"
         tables: list[list[dict[str, object]]] = []
         for i in range(runs):
             conns = (concurrency_post, concurrency_read)

@@ -17,7 +17,7 @@ def test_bench_http_runs_both_workloads(db_url: str, monkeypatch: pytest.MonkeyP
         reads=50,
         concurrency_post=4,
         concurrency_read=4,
-        workers=1,
+        workers=2,  # the pre-fork server (vledger.prefork), as the benchmark runs by default
         out=lambda *a, **k: printed.extend(a),
     )
 
