@@ -270,9 +270,9 @@ class Ledger:
         account_ids = sorted({p.account_id for p in write.planned})
         debited = [p.account_id for p in write.planned if p.amount < 0 and not p.lot_restore]
         return (
-            conn.execute(sql.ACCOUNTS, (community_id, account_ids)),
-            conn.execute(sql.LOCK_BALANCES, (community_id, account_ids)),
-            conn.execute(sql.OPEN_LOTS, (community_id, debited)),
+            conn.execute(sql.ACCOUNTS, {"c": community_id, "a": account_ids}),
+            conn.execute(sql.LOCK_BALANCES, {"c": community_id, "a": account_ids}),
+            conn.execute(sql.OPEN_LOTS, {"c": community_id, "a": debited}),
         )
 
     def _read(self, conn: Conn, community_id: int, write: Write) -> State:

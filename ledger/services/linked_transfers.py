@@ -170,11 +170,11 @@ def _lock(conn: Conn, communities: list[int], items: Sequence[Linked], planned: 
             {p.account_id for item, ps in zip(items, planned, strict=True) for p in ps
              if item.community_id == community_id and p.amount < 0 and not p.lot_restore}
         )  # fmt: skip
-        found = sql.account_infos(conn.execute(sql.ACCOUNTS, (community_id, touched)).fetchall())
-        rows = conn.execute(sql.LOCK_BALANCES, (community_id, touched)).fetchall()
+        found = sql.account_infos(conn.execute(sql.ACCOUNTS, {"c": community_id, "a": touched}).fetchall())
+        rows = conn.execute(sql.LOCK_BALANCES, {"c": community_id, "a": touched}).fetchall()
         accounts.update(found)
         balances.update(sql.balance_states(rows, found))
-        lots.update(sql.lot_states(conn.execute(sql.OPEN_LOTS, (community_id, debited)).fetchall()))
+        lots.update(sql.lot_states(conn.execute(sql.OPEN_LOTS, {"c": community_id, "a": debited}).fetchall()))
     return accounts, balances, lots
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ledger.store.ledger_repo import SORTED_IDS
+
 ACCOUNT = """
 SELECT a.account_id, a.owner_kind, a.owner_id, a.code, a.unit, a.flags, a.credit_limit, a.created_at,
        sum(b.posted), sum(b.pending_in), sum(b.pending_out), sum(b.version)
@@ -10,14 +12,19 @@ WHERE a.community_id = %(c)s AND a.account_id = %(a)s
 GROUP BY a.community_id, a.account_id
 """
 
-# The same rows as ACCOUNT for several accounts of one community (concurrent reads, coalesced).
-ACCOUNTS_BY_ID = """
-SELECT a.account_id, a.owner_kind, a.owner_id, a.code, a.unit, a.flags, a.credit_limit, a.created_at,
-       sum(b.posted), sum(b.pending_in), sum(b.pending_out), sum(b.version)
-FROM account a JOIN balance b USING (community_id, account_id)
-WHERE a.community_id = %(c)s AND a.account_id = ANY(%(a)s)
-GROUP BY a.community_id, a.account_id
-"""
+# The same rows as ACCOUNT for several accounts of one community (concurrent reads, coalesced), each
+# looked up on its own whatever the statistics say (see ledger_repo.ACCOUNTS).
+ACCOUNTS_BY_ID = f"""
+SELECT r.*
+FROM {SORTED_IDS}
+CROSS JOIN LATERAL (
+    SELECT a.account_id, a.owner_kind, a.owner_id, a.code, a.unit, a.flags, a.credit_limit, a.created_at,
+           sum(b.posted), sum(b.pending_in), sum(b.pending_out), sum(b.version)
+    FROM account a JOIN balance b USING (community_id, account_id)
+    WHERE a.community_id = %(c)s AND a.account_id = i.id
+    GROUP BY a.community_id, a.account_id
+) AS r
+"""  # noqa: S608 - joins a constant of ledger_repo, no input
 
 # Keyset pagination on account_id; every filter is optional (NULL matches all).
 ACCOUNTS = """

@@ -18,6 +18,7 @@ from itertools import repeat
 from psycopg.types.json import Jsonb
 
 from ledger.store.db import Conn
+from ledger.store.ledger_repo import SORTED_IDS
 
 # Claims a batch's keys in one statement; the keys it returns are this batch's, the others were used
 # before. The columns come as comma-joined text (keys never contain a comma: see
@@ -34,12 +35,17 @@ READ_KEYS = """
 SELECT key, request_hash, transfer_id, error FROM idempotency WHERE community_id = %s AND key = ANY(%s)
 """
 # The bucket a batch adds to in each hot account it touches, locked before the log head.
-LOCK_HOT_BUCKETS = """
-SELECT b.account_id FROM balance b JOIN account a USING (community_id, account_id)
-WHERE b.community_id = %s AND a.account_id = ANY(%s) AND a.flags & 2 <> 0 AND b.bucket = %s %% a.buckets
-ORDER BY b.account_id
-FOR UPDATE OF b
-"""
+# Each id looked up on its own, in account order (see ledger_repo.ACCOUNTS).
+LOCK_HOT_BUCKETS = f"""
+SELECT b.account_id
+FROM {SORTED_IDS}
+CROSS JOIN LATERAL (
+    SELECT b.account_id FROM account a JOIN balance b USING (community_id, account_id)
+    WHERE a.community_id = %(c)s AND a.account_id = i.id AND a.flags & 2 <> 0
+      AND b.bucket = %(bucket)s %% a.buckets
+    FOR UPDATE OF b
+) AS b
+"""  # noqa: S608 - joins a constant of ledger_repo, no input
 LOCK_HEAD = "SELECT size, last_hash FROM log_head WHERE community_id = %s FOR UPDATE"
 SET_HEAD = "UPDATE log_head SET size = %s, last_hash = %s WHERE community_id = %s"
 

@@ -1,0 +1,115 @@
+"""The posting path's reads look each account up by primary key, whatever the statistics say.
+
+A community created or grown since the last ANALYZE is estimated at about one row. With
+``community_id = c AND account_id = ANY(ids)`` the planner then scanned the community's rows and
+filtered them; the hot-bucket lock became a nested loop over every balance row times every account
+(~280 ms for a thousand accounts). Here the statistics are taken before the community exists, the
+community then gets its accounts, and each statement's plan must reach account, balance and lot
+rows through an index condition on the account id.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from ledger.domain.accounts import AccountSpec, OwnerKind, SystemAccount, member_account_flags
+from ledger.domain.times import to_us
+from ledger.domain.transfers import Posting, TransferRequest
+from ledger.domain.units import Unit
+from ledger.services.communities import Communities, CommunityInfo
+from ledger.services.ledger import Ledger
+from ledger.store import accounts_repo, batch_repo, ledger_repo
+from ledger.store.db import Conn
+
+OWNED = "SELECT account_id FROM account WHERE community_id = %s AND owner_kind = 'person'"
+TABLES = {"account", "balance", "lot"}
+STATEMENTS = {
+    "accounts": (ledger_repo.ACCOUNTS, {}),
+    "balance locks": (ledger_repo.LOCK_BALANCES, {}),
+    "open lots": (ledger_repo.OPEN_LOTS, {}),
+    "hot bucket locks": (batch_repo.LOCK_HOT_BUCKETS, {"bucket": 3}),
+    "balance reads": (accounts_repo.ACCOUNTS_BY_ID, {}),
+}
+
+
+def _scans(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every plan node that reads one of TABLES (a bitmap heap scan with its index scans below)."""
+    if node.get("Relation Name") in TABLES:
+        yield node
+    for child in node.get("Plans", []):
+        yield from _scans(child)
+
+
+def _by_account(node: dict[str, Any]) -> bool:
+    conditions = [node.get("Index Cond", ""), node.get("Recheck Cond", "")]
+    conditions += [child.get("Index Cond", "") for child in node.get("Plans", [])]
+    return any("account_id = " in c for c in conditions)
+
+
+def _member(unit: Unit = Unit.POINTS) -> AccountSpec:
+    return AccountSpec(OwnerKind.PERSON, unit, member_account_flags(unit), owner_id=uuid.uuid4())
+
+
+@pytest.fixture(scope="module")
+def grown_after_analyze(
+    db_url: str, communities: Communities, ledger: Ledger, region_id: int
+) -> tuple[CommunityInfo, list[uuid.UUID]]:
+    """A community of 300 members, all opened after the last ANALYZE, which saw another community
+    of 3,000 members with a lot each: the tables are no longer small, and the statistics know
+    nothing of this community."""
+    older = communities.create_community(region_id, f"c-{uuid.uuid4().hex[:12]}", "老社区")
+    issuance = older.system_accounts[(SystemAccount.ISSUANCE, Unit.POINTS)]
+    expires_at_us = to_us(datetime.now(UTC) + timedelta(days=365))
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        communities.open_missing(conn, older.community_id, [_member() for _ in range(3000)])
+        filler = [r[0] for r in conn.execute(OWNED, (older.community_id,))]
+        awards = [
+            TransferRequest(
+                older.community_id,
+                "plan_test_award",
+                (Posting(issuance, Unit.POINTS, -1), Posting(m, Unit.POINTS, 1, expires_at_us=expires_at_us)),
+                f"plans-{m}",
+            )
+            for m in filler
+        ]
+        ledger.post_batch(awards)
+        conn.execute("ANALYZE account, balance, lot")
+    community = communities.create_community(region_id, f"c-{uuid.uuid4().hex[:12]}", "新社区")
+    members = [communities.open_account(community.community_id, _member()) for _ in range(300)]
+    return community, members
+
+
+@pytest.mark.parametrize("name", list(STATEMENTS))
+def test_each_account_is_looked_up_by_its_key(
+    owner: Conn, grown_after_analyze: tuple[CommunityInfo, list[uuid.UUID]], name: str
+) -> None:
+    community, members = grown_after_analyze
+    statement, extra = STATEMENTS[name]
+    ids = [*members[:8], community.system_accounts[(SystemAccount.ISSUANCE, Unit.POINTS)]]
+    params = {"c": community.community_id, "a": ids, **extra}
+    row = owner.execute("EXPLAIN (FORMAT JSON) " + statement, params).fetchone()
+    assert row is not None
+    plan = row[0] if isinstance(row[0], list) else json.loads(row[0])
+    scans = list(_scans(plan[0]["Plan"]))
+    assert scans, plan
+    unkeyed = [(s["Node Type"], s["Relation Name"]) for s in scans if not _by_account(s)]
+    assert not unkeyed, json.dumps(plan, indent=1)
+
+
+def test_repeated_ids_answer_once_in_account_order(
+    owner: Conn, grown_after_analyze: tuple[CommunityInfo, list[uuid.UUID]]
+) -> None:
+    community, members = grown_after_analyze
+    ids = members[:5]
+    params = {"c": community.community_id, "a": [*reversed(ids), *ids]}
+    assert [r[0] for r in owner.execute(ledger_repo.ACCOUNTS, params)] == sorted(ids)
+    locked = [r[0] for r in owner.execute(ledger_repo.LOCK_BALANCES, params)]
+    assert locked == sorted(ids)
+    assert [r[0] for r in owner.execute(accounts_repo.ACCOUNTS_BY_ID, params)] == sorted(ids)
