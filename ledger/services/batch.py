@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -66,8 +67,10 @@ def _prepare(
     conn: Conn, requests: Sequence[TransferRequest], before: Callable[[Conn], object] | None = None
 ) -> _Prepared:
     """Validate and hash every request and claim each key's first request, then read and lock what
-    the batch touches: one pipeline, so still a single round trip. Each slice's keys are sent as
-    soon as the slice is validated, and the server inserts them while the next slice is checked.
+    the batch touches: one pipeline, so still a single round trip. In a large batch each slice's
+    keys are sent as soon as the slice is validated, and the server inserts them while the next
+    slice is checked; a small batch (group commit's groups) sends its claims, reads and locks as one
+    statement (``vledger_group_reads``, migration 0015).
 
     Locks follow the ledger's one order (see migration 0007): the claimed keys, non-hot balance
     rows, the hot buckets this batch will add to, then the log head (a small batch takes the head
@@ -83,46 +86,76 @@ def _prepare(
     """
     _check_size(requests)
     community_id = requests[0].community_id
-    items: list[Item] = []
-    seen: dict[str, bytes] = {}
-    names = Names()
-    id_text = names.__getitem__
-    new_ids = uuid7_many(len(requests))
+    checked = _Checked(community_id, uuid7_many(len(requests)))
     claimed: list[Cur] = []
+    small = len(requests) <= _PIPELINED
+    unclaimed: list[Item] = []  # a small batch claims its keys with its reads, below
     with conn.pipeline():
         if before is not None:
             before(conn)
         for start in range(0, len(requests), _CLAIM_SLICE):
-            first: list[Item] = []  # the first request of each key, in this slice
-            for i in range(start, min(start + _CLAIM_SLICE, len(requests))):
-                req = requests[i]
-                try:
-                    validate_transfer(req)
-                    if req.phase != Phase.SINGLE or req.community_id != community_id:
-                        raise LedgerError(ErrorCode.MALFORMED_REQUEST, field="phase")
-                except LedgerError as err:
-                    err.detail["index"] = i
-                    raise
-                digest = req.request_hash(id_text)
-                transfer_id = req.transfer_id or new_ids[i]
-                item = Item(req, transfer_id, digest, str(transfer_id))
-                known = seen.get(req.idempotency_key)
-                if known is None:
-                    seen[req.idempotency_key] = digest
-                    first.append(item)
-                elif known != digest:
-                    raise LedgerError(ErrorCode.IDEMPOTENCY_CONFLICT, field="idempotency_key", index=i)
-                items.append(item)
-            if first:
-                claim = (
-                    community_id,
-                    ",".join([it.req.idempotency_key for it in first]),
-                    ",".join([it.request_hash.hex() for it in first]),
-                    ",".join([it.transfer_text for it in first]),
-                )
-                claimed.append(conn.execute(bsql.CLAIM_KEYS, claim))
-        reads = _lock_reads(conn, community_id, items, names, claimed)
-    return _Prepared(community_id, items, names, reads)
+            first = checked.slice(requests, start, min(start + _CLAIM_SLICE, len(requests)))
+            if small:
+                unclaimed += first
+            elif first:
+                claimed.append(conn.execute(bsql.CLAIM_KEYS, (community_id, *_claim(first))))
+        items, names = checked.items, checked.names
+        hot_bucket = uuid7().int & 0x3FFFFFFF
+        account_ids = sorted(names)
+        debited = sorted({p.account_id for it in items for p in it.req.postings if p.amount < 0})
+        if small:
+            params = (community_id, *_claim(unclaimed), account_ids, debited, hot_bucket)
+            one = conn.execute(bsql.GROUP_READS, params)
+        else:
+            queued = _queue_reads(conn, community_id, account_ids, debited, hot_bucket)
+    if small:
+        return _Prepared(community_id, items, names, bsql.group_reads(one), None, hot_bucket)
+    return _Prepared(community_id, items, names, queued.fetch(claimed), queued.head, hot_bucket)
+
+
+def _claim(first: list[Item]) -> tuple[str, str, str]:
+    """The keys, hashes and transfer ids to claim, comma-joined (see batch_repo.CLAIM_KEYS)."""
+    return (
+        ",".join([it.req.idempotency_key for it in first]),
+        ",".join([it.request_hash.hex() for it in first]),
+        ",".join([it.transfer_text for it in first]),
+    )
+
+
+class _Checked:
+    """The requests validated so far: their items, the account ids they name, each key's hash."""
+
+    def __init__(self, community_id: int, new_ids: Sequence[uuid.UUID]) -> None:
+        self.community_id = community_id
+        self.new_ids = new_ids
+        self.items: list[Item] = []
+        self.names = Names()
+        self.seen: dict[str, bytes] = {}
+
+    def slice(self, requests: Sequence[TransferRequest], start: int, stop: int) -> list[Item]:
+        """Validate and hash ``requests[start:stop]``; the first request of each new key."""
+        first: list[Item] = []
+        id_text = self.names.__getitem__
+        for i in range(start, stop):
+            req = requests[i]
+            try:
+                validate_transfer(req)
+                if req.phase != Phase.SINGLE or req.community_id != self.community_id:
+                    raise LedgerError(ErrorCode.MALFORMED_REQUEST, field="phase")
+            except LedgerError as err:
+                err.detail["index"] = i
+                raise
+            digest = req.request_hash(id_text)
+            transfer_id = req.transfer_id or self.new_ids[i]
+            item = Item(req, transfer_id, digest, str(transfer_id))
+            known = self.seen.get(req.idempotency_key)
+            if known is None:
+                self.seen[req.idempotency_key] = digest
+                first.append(item)
+            elif known != digest:
+                raise LedgerError(ErrorCode.IDEMPOTENCY_CONFLICT, field="idempotency_key", index=i)
+            self.items.append(item)
+        return first
 
 
 def post_batch(
@@ -190,7 +223,9 @@ def post_group(
     return {position[id(it)]: result for it, result in rows.results()}
 
 
-def _earlier(conn: Conn, community_id: int, items: list[Item], claimed: set[str]) -> dict[str, uuid.UUID]:
+def _earlier(
+    conn: Conn, community_id: int, items: list[Item], claimed: AbstractSet[str]
+) -> dict[str, uuid.UUID]:
     """The transfer id stored for each key used before this batch (its replay); a key used with
     another request is IDEMPOTENCY_CONFLICT, a key that failed fails the same way again."""
     earlier = list(
@@ -212,38 +247,50 @@ def _earlier(conn: Conn, community_id: int, items: list[Item], claimed: set[str]
     return done
 
 
-class _Reads(NamedTuple):
+class _Queued(NamedTuple):
+    """A large batch's reads and locks, queued in its pipeline (read once the pipeline has synced)."""
+
     origin: Cur
-    claimed: list[Cur]  # one per claim statement: the keys it claimed
     accounts: Cur
     balances: Cur
     lots: Cur
     hot: Cur
-    head: Cur | None  # a small batch's leaves lock the head at its end instead
-    hot_bucket: int  # the bucket of each hot account this batch adds to (modulo its bucket count)
+    head: Cur  # a large batch computes its chain in Python: it holds the head from here
+
+    def fetch(self, claimed: list[Cur]) -> bsql.GroupReads:
+        origin = self.origin.fetchone()
+        accounts = sql.account_infos(self.accounts)
+        return bsql.GroupReads(
+            None if origin is None else str(origin[0]),
+            frozenset(row[0] for cur in claimed for row in cur),
+            accounts,
+            sql.balance_states(self.balances, accounts),
+            sql.lot_states(self.lots),
+        )
 
 
 class _Prepared(NamedTuple):
     community_id: int
     items: list[Item]
     names: Names  # holds every account id the batch's postings name
-    reads: _Reads
+    reads: bsql.GroupReads
+    head: Cur | None  # a large batch's locked log head; a small batch's leaves lock it at its end
+    hot_bucket: int  # the bucket of each hot account this batch adds to (modulo its bucket count)
 
 
-def _lock_reads(conn: Conn, community_id: int, items: list[Item], names: Names, claimed: list[Cur]) -> _Reads:
-    """Queue (in the caller's pipeline) the reads and locks of everything the batch touches."""
-    hot_bucket = uuid7().int & 0x3FFFFFFF
-    account_ids = sorted(names)
-    debited = sorted({p.account_id for it in items for p in it.req.postings if p.amount < 0})
-    return _Reads(
+def _queue_reads(
+    conn: Conn, community_id: int, account_ids: list[uuid.UUID], debited: list[uuid.UUID], hot_bucket: int
+) -> _Queued:
+    """Queue (in the caller's pipeline) a large batch's reads and locks, in the ledger's lock order:
+    the statements vledger_group_reads (migration 0015) runs for a small batch, then the head."""
+    ids = {"c": community_id, "a": account_ids}
+    return _Queued(
         conn.execute(sql.COMMUNITY_ORIGIN, (community_id,)),
-        claimed,
-        conn.execute(sql.ACCOUNTS, {"c": community_id, "a": account_ids}),
-        conn.execute(sql.LOCK_BALANCES, {"c": community_id, "a": account_ids}),
+        conn.execute(sql.ACCOUNTS, ids),
+        conn.execute(sql.LOCK_BALANCES, ids),
         conn.execute(sql.OPEN_LOTS, {"c": community_id, "a": debited}),
-        conn.execute(bsql.LOCK_HOT_BUCKETS, {"c": community_id, "a": account_ids, "bucket": hot_bucket}),
-        None if len(items) <= _PIPELINED else conn.execute(bsql.LOCK_HEAD, (community_id,)),
-        hot_bucket,
+        conn.execute(bsql.LOCK_HOT_BUCKETS, {**ids, "bucket": hot_bucket}),
+        conn.execute(bsql.LOCK_HEAD, (community_id,)),
     )
 
 
@@ -256,12 +303,11 @@ def _post(
     results: bool = False,
 ) -> tuple[BatchResult, Rows | None]:
     """Write the batch; the rows answer each transfer's result when ``results`` is set."""
-    community_id, items, _, reads = prepared
-    origin_row = reads.origin.fetchone()
-    if origin_row is None:
+    community_id, items, _, reads = prepared[:4]
+    if reads.origin is None:
         raise LedgerError(ErrorCode.COMMUNITY_NOT_FOUND, community_id=community_id)
-    origin = str(origin_row[0])
-    done = _earlier(conn, community_id, items, {row[0] for cur in reads.claimed for row in cur})
+    origin = reads.origin
+    done = _earlier(conn, community_id, items, reads.claimed)
     new = [it for it in items if it.req.idempotency_key not in done]
     # A key repeated inside the batch posts once.
     first_by_key: dict[str, Item] = {}
@@ -281,7 +327,7 @@ def _post(
 
 def _rows(prepared: _Prepared, origin: str, recorded_us: int, *, results: bool) -> CopiedRows | PipelinedRows:
     """The rows a batch writes: with the chain from the log head it holds, or for the server to chain."""
-    head = prepared.reads.head
+    head = prepared.head
     if head is None:
         return PipelinedRows(prepared.community_id, origin, recorded_us, prepared.names, results=results)
     row = head.fetchone()
@@ -301,10 +347,8 @@ def _write(
     results: bool,
 ) -> Rows:
     """Apply and write the batch's new transfers (the first of each key not used before)."""
-    community_id, items, _, reads = prepared
-    accounts = sql.account_infos(reads.accounts)
-    balances = sql.balance_states(reads.balances, accounts)
-    lots = sql.lot_states(reads.lots)
+    community_id, items, _, reads = prepared[:4]
+    accounts, balances, lots = reads.accounts, reads.balances, reads.lots
     recorded_us = clock()
     out = _rows(prepared, origin, recorded_us, results=results)
     total = Effects()
@@ -334,7 +378,7 @@ def _write(
     # One bucket per batch for each hot account (locked above): a batch is one lock holder.
     if isinstance(out, PipelinedRows):
         apply_all(None)
-        lines = sql.balance_lines(total, balances, accounts, reads.hot_bucket)
+        lines = sql.balance_lines(total, balances, accounts, prepared.hot_bucket)
         with conn.pipeline():
             written = out.write(conn, *lines)  # locks the log head: the last lock, the last statement
             if commit:
@@ -350,7 +394,9 @@ def _write(
         out.postings.clear()
         out.copy_rest(conn)
         with conn.pipeline():
-            sql.update_balance_rows(conn.cursor(), community_id, total, balances, accounts, reads.hot_bucket)
+            sql.update_balance_rows(
+                conn.cursor(), community_id, total, balances, accounts, prepared.hot_bucket
+            )
             conn.execute(bsql.SET_HEAD, (out.size, out.prev, community_id))
         if commit:
             conn.commit()

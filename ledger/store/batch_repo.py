@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from itertools import repeat
 
 from psycopg.types.json import Jsonb
 
+from ledger.domain.balances import BalanceState
+from ledger.domain.engine import AccountInfo
+from ledger.domain.lots import LotState
 from ledger.store.db import Conn
-from ledger.store.ledger_repo import SORTED_IDS
+from ledger.store.ledger_repo import SORTED_IDS, account_infos, balance_states
 
 # Claims a batch's keys in one statement; the keys it returns are this batch's, the others were used
 # before. The columns come as comma-joined text (keys never contain a comma: see
@@ -128,3 +132,47 @@ LEAF_TYPES = ("int8", "int8", "bytea", "bytea", "uuid")
 # commit: the rows, the balances, then its leaves chained under the log head's lock (migration 0014,
 # whose docstring gives each text's lines).
 WRITE_GROUP = "SELECT first_index, hashes FROM vledger_write_group(%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+# A small batch's claims, reads and locks in one statement (migration 0015); its answer's lines are
+# read by group_reads().
+GROUP_READS = "SELECT line FROM vledger_group_reads(%s, %s, %s, %s, %s, %s, %s) AS line"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupReads:
+    """What a batch read and locked before computing: the same for both ways of reading it."""
+
+    origin: str | None  # None: no such community
+    claimed: frozenset[str]  # the keys this batch claimed (the others were used before)
+    accounts: dict[uuid.UUID, AccountInfo]
+    balances: dict[uuid.UUID, BalanceState]  # the locked rows of the non-hot accounts
+    lots: dict[uuid.UUID, list[LotState]]  # the open lots of the debited accounts
+
+
+def group_reads(lines: Iterable[tuple[str]]) -> GroupReads:
+    """Read the lines of vledger_group_reads (migration 0015 documents them)."""
+    origin: str | None = None
+    claimed: set[str] = set()
+    accounts: list[tuple[object, ...]] = []
+    balances: list[tuple[uuid.UUID, int, int, int, int]] = []
+    lots: dict[uuid.UUID, list[LotState]] = {}
+    for (line,) in lines:
+        kind, _, rest = line.partition("\t")
+        if kind == "k":
+            claimed.add(rest)
+            continue
+        if kind == "o":
+            origin = rest
+            continue
+        f = rest.split("\t")
+        if kind == "a":
+            accounts.append((uuid.UUID(f[0]), f[1], int(f[2]), int(f[3]), int(f[4])))
+        elif kind == "b":
+            balances.append((uuid.UUID(f[0]), int(f[1]), int(f[2]), int(f[3]), int(f[4])))
+        elif kind == "l":
+            expires = None if f[3] == "\\N" else int(f[3])
+            lots.setdefault(uuid.UUID(f[0]), []).append(
+                LotState(uuid.UUID(f[1]), int(f[2]), expires, int(f[4]))
+            )
+        # "h": a hot bucket locked; nothing to read
+    infos = account_infos(accounts)
+    return GroupReads(origin, frozenset(claimed), infos, balance_states(balances, infos), lots)
