@@ -35,6 +35,17 @@ class Running:
         conn.connect()
         return conn
 
+    def serving(self) -> set[int]:
+        """The workers, once one of them has answered a request (so both have started)."""
+        conn = self.connect()
+        try:
+            _ask(conn)
+        finally:
+            conn.close()
+        workers = self.children()
+        assert len(workers) == 2
+        return workers
+
     def children(self) -> set[int]:
         """The worker processes (multiprocessing's resource tracker is a child too)."""
         found = set()
@@ -106,22 +117,14 @@ def test_connections_are_dealt_to_the_workers_in_turn(server: Running) -> None:
 
 
 def test_sigterm_stops_the_parent_and_its_workers(server: Running) -> None:
-    conn = server.connect()
-    _ask(conn)
-    conn.close()
-    workers = server.children()
-    assert len(workers) == 2
+    workers = server.serving()
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(timeout=30) == 0
     assert all(_gone(pid) for pid in workers)
 
 
 def test_a_dead_worker_is_replaced(server: Running) -> None:
-    conn = server.connect()
-    _ask(conn)
-    conn.close()
-    before = server.children()
-    victim = min(before)
+    victim = min(server.serving())
     os.kill(victim, signal.SIGKILL)
     _wait(lambda: len(server.children() - {victim}) == 2)
     conns = [server.connect() for _ in range(4)]
@@ -135,11 +138,7 @@ def test_a_dead_worker_is_replaced(server: Running) -> None:
 
 
 def test_workers_stop_when_the_parent_dies(server: Running) -> None:
-    conn = server.connect()
-    _ask(conn)
-    conn.close()
-    workers = server.children()
-    assert len(workers) == 2
+    workers = server.serving()
     server.proc.kill()  # no chance to stop them: they see their channel close
     server.proc.wait()
     _wait(lambda: all(_gone(pid) for pid in workers))
