@@ -10,7 +10,9 @@ from ledger.config import get_settings
 @click.command("bench-http")
 @click.option("--transfers", default=5000, show_default=True, help="计时的 HTTP 记账请求数（POST）")
 @click.option("--reads", default=10000, show_default=True, help="计时的 HTTP 余额查询数（GET）")
-@click.option("--workers", default=2, show_default=True, help="服务端 uvicorn 工作进程数")
+@click.option(
+    "--workers", default=2, show_default=True, help="服务端工作进程数（多于 1 个时由主进程轮流分配连接）"
+)
 @click.option("--runs", default=1, show_default=True, help="重复次数，大于 1 时输出各列中位数")
 def bench_http(transfers: int, reads: int, workers: int, runs: int) -> None:
     """通过 HTTP 运行性能基准：服务与压测客户端各在独立进程中，输出与目标的对比表。"""
