@@ -125,11 +125,13 @@ def serve(port: int, workers: int) -> None:
     parent accepts and deals the connections out in turn), or in this process when ``workers`` is 1."""
     import uvicorn  # noqa: PLC0415 - only server processes need the web stack
 
+    from vledger.http_protocol import PROTOCOL  # noqa: PLC0415
     from vledger.prefork import listen, serve_balanced  # noqa: PLC0415
 
     config = uvicorn.Config(
         "vledger.bench_http:app_factory",
         factory=True,
+        http=PROTOCOL,  # as the service serves: a response's head and body in one write
         workers=workers,
         log_level="warning",  # no access log either
         timeout_graceful_shutdown=5,

@@ -24,6 +24,7 @@ from ledger.services.demo import (
 )
 from ledger.services.points_expiry import PointsExpiry
 from ledger.store.db import open_pool
+from vledger.http_protocol import PROTOCOL
 from vledger.wiring import audit_keys, build_checkpoints, build_services
 
 
@@ -59,7 +60,8 @@ def run_service(
         elapsed = time.perf_counter() - started
         click.echo(f"服务就绪（启动用时 {elapsed:.2f} 秒）：http://{bind_host}:{bind_port}/health")
         click.echo(f"接口文档：http://{bind_host}:{bind_port}/docs")
-        uvicorn.run(create_app(services), host=bind_host, port=bind_port, log_level="warning")
+        app = create_app(services)
+        uvicorn.run(app, host=bind_host, port=bind_port, http=PROTOCOL, log_level="warning")
     finally:
         if scheduler is not None:
             scheduler.shutdown(wait=True)
