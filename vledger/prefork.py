@@ -125,9 +125,7 @@ class _Worker:
 
     def stop(self, timeout_s: float) -> None:
         self.channel.close()  # the worker sees the end of its channel
-        if self.process.is_alive():
-            with contextlib.suppress(ProcessLookupError, TypeError):
-                self.process.terminate()  # SIGTERM: uvicorn's graceful shutdown
+        self.process.terminate()  # SIGTERM: uvicorn's graceful shutdown (nothing if it has exited)
         self.process.join(timeout_s)
         if self.process.is_alive():
             self.process.kill()

@@ -303,7 +303,7 @@ def _post(
     results: bool = False,
 ) -> tuple[BatchResult, Rows | None]:
     """Write the batch; the rows answer each transfer's result when ``results`` is set."""
-    community_id, items, _, reads = prepared[:4]
+    community_id, items, reads = prepared.community_id, prepared.items, prepared.reads
     if reads.origin is None:
         raise LedgerError(ErrorCode.COMMUNITY_NOT_FOUND, community_id=community_id)
     origin = reads.origin
@@ -347,7 +347,7 @@ def _write(
     results: bool,
 ) -> Rows:
     """Apply and write the batch's new transfers (the first of each key not used before)."""
-    community_id, items, _, reads = prepared[:4]
+    community_id, items, reads = prepared.community_id, prepared.items, prepared.reads
     accounts, balances, lots = reads.accounts, reads.balances, reads.lots
     recorded_us = clock()
     out = _rows(prepared, origin, recorded_us, results=results)
