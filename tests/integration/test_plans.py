@@ -113,3 +113,27 @@ def test_repeated_ids_answer_once_in_account_order(
     locked = [r[0] for r in owner.execute(ledger_repo.LOCK_BALANCES, params)]
     assert locked == sorted(ids)
     assert [r[0] for r in owner.execute(accounts_repo.ACCOUNTS_BY_ID, params)] == sorted(ids)
+
+
+def test_the_group_writes_line_splitter_is_inlined(owner: Conn) -> None:
+    """vledger_write_group reads its arguments through vledger_lines: inlined, its body is planned
+    with the calling statement (and cached with it) instead of being parsed and planned again on
+    every call (migration 0016)."""
+    row = owner.execute(
+        "EXPLAIN (FORMAT JSON, VERBOSE) SELECT * FROM vledger_lines(%s::text)", ("a\tb\n",)
+    ).fetchone()
+    assert row is not None
+    plan = row[0] if isinstance(row[0], list) else json.loads(row[0])
+    function_scans = [
+        n.get("Function Name") for n in _nodes(plan[0]["Plan"]) if n["Node Type"] == "Function Scan"
+    ]
+    assert function_scans == ["string_to_table"], json.dumps(plan, indent=1)
+    rows = owner.execute("SELECT * FROM vledger_lines(%s::text)", ("a\tb\n\nc\n",)).fetchall()
+    assert rows == [(["a", "b"],), (["c"],)]
+    assert owner.execute("SELECT count(*) FROM vledger_lines(NULL)").fetchone() == (0,)
+
+
+def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from _nodes(child)
