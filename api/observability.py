@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from litestar.enums import ScopeType
@@ -23,6 +24,24 @@ from prometheus_client import Counter, Gauge, Histogram
 POSTINGS = Counter("vledger_postings_total", "Postings written through the HTTP API", ["unit"])
 TRANSFERS = Counter("vledger_transfers_total", "Transfers posted through the HTTP API", ["kind", "outcome"])
 # Job runs are counted by the scheduler (jobs/), which shares this process's registry.
+# Their label children, looked up once each (a lookup costs more than the increment): one per kind
+# and per unit, as many as the metrics themselves hold.
+_posted_by_kind: dict[str, Any] = {}
+_postings_by_unit: dict[str, Any] = {}
+
+
+def count_posted(kind: str, units: Iterable[str]) -> None:
+    """Count one posted transfer of ``kind`` and its postings, one per unit listed."""
+    counter = _posted_by_kind.get(kind)
+    if counter is None:
+        counter = _posted_by_kind[kind] = TRANSFERS.labels(kind=kind, outcome="posted")
+    counter.inc()
+    for unit in units:
+        postings = _postings_by_unit.get(unit)
+        if postings is None:
+            postings = _postings_by_unit[unit] = POSTINGS.labels(unit=unit)
+        postings.inc()
+
 
 _LABELS = ("method", "path", "status_code", "app_name")
 _APP = "vledger"

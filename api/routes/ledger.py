@@ -25,7 +25,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from api.deps import Access, Services
 from api.exports import to_csv, to_xlsx
 from api.keys import ledger_key
-from api.observability import POSTINGS, TRANSFERS
+from api.observability import count_posted
 from api.pagination import Page, decode_cursor, next_cursor, page_limit
 from api.params import Cursor, IdempotencyKey, Limit
 from api.schemas import (
@@ -351,9 +351,7 @@ def count_transfer(result: TransferResult) -> int:
     new transfer, 200 for a replay of an earlier request under the same key."""
     if result.replayed:
         return HTTP_200_OK
-    TRANSFERS.labels(kind=result.kind, outcome="posted").inc()
-    for posting in result.postings:
-        POSTINGS.labels(unit=str(posting.unit)).inc()
+    count_posted(result.kind, [str(posting.unit) for posting in result.postings])
     return HTTP_201_CREATED
 
 

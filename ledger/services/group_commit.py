@@ -21,8 +21,7 @@ import functools
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import anyio.to_thread
 
@@ -50,9 +49,18 @@ LINGER_S = 0.005
 @dataclass(slots=True)
 class _Waiter:
     request: TransferRequest
-    done: threading.Event = field(default_factory=threading.Event)
+    # A thread caller blocks on ``done``; an event-loop caller awaits ``woken`` on ``loop`` instead.
+    done: threading.Event | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    woken: asyncio.Future[None] | None = None
     outcome: TransferResult | BaseException | None = None
-    notify: Callable[[], object] | None = None  # an asyncio caller's wake-up, run by the writer
+
+
+def _wake_all(futures: list[asyncio.Future[None]]) -> None:
+    """On a caller's event loop: wake each of its callers of one group."""
+    for woken in futures:
+        if not woken.done():
+            woken.set_result(None)
 
 
 def _holds(queue: deque[_Waiter], count: int) -> bool:
@@ -100,9 +108,10 @@ class GroupCommit:
     def transfer(self, request: TransferRequest) -> TransferResult:
         if request.phase is not Phase.SINGLE:
             return self._ledger.transfer(request)
-        waiter = _Waiter(request)
+        done = threading.Event()
+        waiter = _Waiter(request, done=done)
         self._enqueue(waiter)
-        waiter.done.wait()
+        done.wait()
         return _answer(waiter)
 
     async def transfer_async(self, request: TransferRequest) -> TransferResult:
@@ -112,12 +121,7 @@ class GroupCommit:
             return await anyio.to_thread.run_sync(self._ledger.transfer, request)
         loop = asyncio.get_running_loop()
         woken: asyncio.Future[None] = loop.create_future()
-
-        def wake() -> None:
-            if not woken.done():
-                woken.set_result(None)
-
-        waiter = _Waiter(request, notify=lambda: loop.call_soon_threadsafe(wake))
+        waiter = _Waiter(request, loop=loop, woken=woken)
         self._enqueue(waiter)
         await woken
         return _answer(waiter)
@@ -171,9 +175,15 @@ class GroupCommit:
         except Exception as exc:  # the database is down, the pool closed: every caller sees it
             log.warning("group commit of %d transfers failed: %s", len(group), type(exc).__name__)
             failure = exc
+        # Event-loop callers are woken by one call per loop for the whole group: a cross-thread
+        # wake-up per caller cost the loop a callback and the writer a lock each.
+        loops: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for i, waiter in enumerate(group):
             waiter.outcome = failure if outcomes is None else outcomes[i]
-            waiter.done.set()
-            if waiter.notify is not None:
-                with contextlib.suppress(RuntimeError):  # the caller's event loop has closed
-                    waiter.notify()
+            if waiter.done is not None:
+                waiter.done.set()
+            elif waiter.loop is not None and waiter.woken is not None:
+                loops.setdefault(waiter.loop, []).append(waiter.woken)
+        for loop, futures in loops.items():
+            with contextlib.suppress(RuntimeError):  # the caller's event loop has closed
+                loop.call_soon_threadsafe(_wake_all, futures)

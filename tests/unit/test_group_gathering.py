@@ -6,10 +6,11 @@ independent of the machine's speed."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
-from typing import cast
+from typing import Any, cast
 
 from ledger.domain.transfers import Posting, TransferRequest
 from ledger.domain.units import Unit
@@ -123,3 +124,39 @@ def test_a_gathering_writer_is_woken_only_when_its_group_is_complete() -> None:
     for t in later:
         t.join(10)
     assert fake.groups == [1, 3, 3] and len(woken) == 2
+
+
+def test_event_loop_callers_of_one_group_are_woken_by_one_call_per_loop() -> None:
+    """The writer hands a group's outcomes back to an event loop with one cross-thread call, not
+    one per caller; every caller still gets its own outcome, and a thread caller mixed in too."""
+    fake = _Recorder()
+    group = GroupCommit(cast(Ledger, fake), gather_s=5.0, linger_s=0.5)
+    fake.hold.clear()
+    calls: list[int] = []
+
+    async def main() -> list[object]:
+        loop = asyncio.get_running_loop()
+        real = loop.call_soon_threadsafe
+
+        def counted(callback: Any, *args: Any, **kwargs: Any) -> Any:
+            if getattr(callback, "__name__", "") == "_wake_all":  # not the executor's own calls
+                calls.append(len(args[0]))
+            return real(callback, *args, **kwargs)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[assignment]
+        first = asyncio.ensure_future(group.transfer_async(_request("a")))  # written alone
+        await asyncio.to_thread(fake.writing.wait, 5)
+        rest = [asyncio.ensure_future(group.transfer_async(_request(k))) for k in "bcdef"]
+        await asyncio.sleep(0.2)  # all five are queued behind the held first write
+        threaded = _post_all(group, ["g"])
+        await asyncio.sleep(0.1)
+        fake.hold.set()
+        answers: list[object] = list(await asyncio.gather(first, *rest))
+        for t in threaded:
+            await asyncio.to_thread(t.join, 10)
+        return answers
+
+    answers = asyncio.run(main())
+    assert answers == list("abcdef")  # each caller its own outcome (the fake answers the key)
+    assert fake.groups == [1, 6]
+    assert calls == [1, 5]  # one wake-up for the lone write, one for the five of the second group
