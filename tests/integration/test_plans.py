@@ -115,6 +115,41 @@ def test_repeated_ids_answer_once_in_account_order(
     assert [r[0] for r in owner.execute(accounts_repo.ACCOUNTS_BY_ID, params)] == sorted(ids)
 
 
+def test_the_group_reads_generic_plans_look_each_account_up_by_key(
+    owner: Conn, grown_after_analyze: tuple[CommunityInfo, list[uuid.UUID]]
+) -> None:
+    """vledger_group_reads plans its statements once per connection (generic plans, migration
+    0016); with the statistics blind to the community, those plans must still reach each account,
+    balance and lot row through an index condition on the account id. auto_explain shows the plans
+    of the function's statements as they run."""
+    community, members = grown_after_analyze
+    issuance = community.system_accounts[(SystemAccount.ISSUANCE, Unit.POINTS)]
+    config = owner.execute(
+        "SELECT proconfig FROM pg_proc WHERE oid = 'vledger_group_reads(bigint, text, text, text, uuid[],"
+        " uuid[], integer)'::regprocedure"
+    ).fetchone()
+    assert config == (["plan_cache_mode=force_generic_plan"],)
+    plans: list[str] = []
+    owner.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+    owner.execute("LOAD 'auto_explain'")
+    for setting in ("log_min_duration = 0", "log_nested_statements = on", "log_level = notice"):
+        owner.execute(f"SET auto_explain.{setting}")
+    claim = ("plan-key", "00" * 32, str(uuid.uuid4()))
+    params = (community.community_id, *claim, [*members[:8], issuance], [issuance, *members[:2]], 3)
+    with owner.transaction(force_rollback=True):
+        lines = [r[0] for r in owner.execute(batch_repo.GROUP_READS, params)]
+    owner.execute("SET auto_explain.log_min_duration = -1")
+    assert sum(line.startswith("b") for line in lines) == 8  # the members' balance rows, locked
+    nested = [p for p in plans if "vledger_group_reads" not in p]
+    assert len(nested) == 6, plans  # claims, origin, accounts, balances, lots, hot buckets
+    for plan in nested:
+        assert "Seq Scan" not in plan, plan
+        for table in ("account", "balance", "lot"):
+            scans = [line for line in plan.splitlines() if f" on {table} " in line]
+            if scans:  # a generic plan ($1: the community), probing by each id
+                assert "(community_id = $1) AND (account_id = " in plan, plan
+
+
 def test_the_group_writes_line_splitter_is_inlined(owner: Conn) -> None:
     """vledger_write_group reads its arguments through vledger_lines: inlined, its body is planned
     with the calling statement (and cached with it) instead of being parsed and planned again on
