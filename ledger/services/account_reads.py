@@ -52,7 +52,9 @@ class AsyncAccountReads:
             async with self._opening.setdefault(loop, asyncio.Lock()):
                 pool = self._pools.get(loop)
                 if pool is None:
-                    pool = await open_async_pool(self._conninfo, max_size=self._max_size)
+                    # Its two statements look each account up by key (tests/integration/test_plans.py):
+                    # planned once per connection, not per read.
+                    pool = await open_async_pool(self._conninfo, max_size=self._max_size, generic_plans=True)
                     self._pools[loop] = pool
         return pool
 

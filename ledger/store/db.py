@@ -122,11 +122,25 @@ def read_connection(pool: ConnectionPool[Conn]) -> Iterator[Conn]:
 AsyncConn = AsyncConnection[TupleRow]
 
 
+async def _generic_plans(conn: AsyncConn) -> None:
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+
+
 async def open_async_pool(
-    conninfo: str, *, min_size: int = 1, max_size: int = 8, name: str = "vledger-async"
+    conninfo: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 8,
+    name: str = "vledger-async",
+    generic_plans: bool = False,
 ) -> AsyncConnectionPool[AsyncConn]:
     """An asyncio pool of runtime-role connections in autocommit, for one-statement reads served on
-    the event loop (no worker-thread hop); the same role check as ``open_pool``."""
+    the event loop (no worker-thread hop); the same role check as ``open_pool``.
+
+    ``generic_plans``: each prepared statement is planned once per connection, for any values,
+    instead of for each call's values (PostgreSQL's plan cache otherwise kept re-planning statements
+    that read an array parameter). Only for pools whose statements all look their rows up by key,
+    where the generic plan is the plan anyway."""
     pool: AsyncConnectionPool[AsyncConn] = AsyncConnectionPool(
         conninfo,
         min_size=min_size,
@@ -134,6 +148,7 @@ async def open_async_pool(
         name=name,
         open=False,
         kwargs={"prepare_threshold": 0, "autocommit": True},
+        configure=_generic_plans if generic_plans else None,
     )
     await pool.open(wait=True, timeout=30)
     try:

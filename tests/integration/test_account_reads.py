@@ -154,3 +154,19 @@ def test_a_reader_that_goes_away_does_not_disturb_the_others(
     assert isinstance(cancelled, asyncio.CancelledError)
     assert first == Accounts(pool).get(community.community_id, accounts[0])
     assert last == Accounts(pool).get(community.community_id, accounts[2])
+
+
+def test_the_pool_plans_each_statement_once_per_connection(pool: ConnectionPool[Conn]) -> None:
+    """Generic plans: both read statements look each account up by key whatever the values
+    (tests/integration/test_plans.py checks those plans), so they need not be planned per read."""
+    reads = AsyncAccountReads(_conninfo(pool))
+
+    async def setting() -> object:
+        try:
+            async with (await reads._pool()).connection() as conn:
+                row = await (await conn.execute("SHOW plan_cache_mode")).fetchone()
+            return None if row is None else row[0]
+        finally:
+            await reads.close()
+
+    assert asyncio.run(setting()) == "force_generic_plan"

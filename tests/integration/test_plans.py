@@ -11,8 +11,9 @@ rows through an index condition on the account id.
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -115,13 +116,36 @@ def test_repeated_ids_answer_once_in_account_order(
     assert [r[0] for r in owner.execute(accounts_repo.ACCOUNTS_BY_ID, params)] == sorted(ids)
 
 
+def _logged_plans(conn: Conn, run: Callable[[], object]) -> list[str]:
+    """The plans of the statements ``run`` makes ``conn`` execute, nested ones included, as
+    auto_explain logs them."""
+    plans: list[str] = []
+    conn.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+    conn.execute("LOAD 'auto_explain'")
+    for setting in ("log_min_duration = 0", "log_nested_statements = on", "log_level = notice"):
+        conn.execute(f"SET auto_explain.{setting}")
+    try:
+        run()
+    finally:
+        conn.execute("SET auto_explain.log_min_duration = -1")
+    return plans
+
+
+def _probes_by_key_generically(plan: str) -> None:
+    """Each account, balance and lot row of a generic plan (the community a parameter, $n) is
+    reached by an index condition on the account id."""
+    assert "Seq Scan" not in plan, plan
+    for table in ("account", "balance", "lot"):
+        if any(f" on {table} " in line for line in plan.splitlines()):
+            assert re.search(r"\(community_id = \$\d+\) AND \(account_id = ", plan), plan
+
+
 def test_the_group_reads_generic_plans_look_each_account_up_by_key(
     owner: Conn, grown_after_analyze: tuple[CommunityInfo, list[uuid.UUID]]
 ) -> None:
     """vledger_group_reads plans its statements once per connection (generic plans, migration
     0016); with the statistics blind to the community, those plans must still reach each account,
-    balance and lot row through an index condition on the account id. auto_explain shows the plans
-    of the function's statements as they run."""
+    balance and lot row through an index condition on the account id."""
     community, members = grown_after_analyze
     issuance = community.system_accounts[(SystemAccount.ISSUANCE, Unit.POINTS)]
     config = owner.execute(
@@ -129,25 +153,44 @@ def test_the_group_reads_generic_plans_look_each_account_up_by_key(
         " uuid[], integer)'::regprocedure"
     ).fetchone()
     assert config == (["plan_cache_mode=force_generic_plan"],)
-    plans: list[str] = []
-    owner.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
-    owner.execute("LOAD 'auto_explain'")
-    for setting in ("log_min_duration = 0", "log_nested_statements = on", "log_level = notice"):
-        owner.execute(f"SET auto_explain.{setting}")
     claim = ("plan-key", "00" * 32, str(uuid.uuid4()))
     params = (community.community_id, *claim, [*members[:8], issuance], [issuance, *members[:2]], 3)
-    with owner.transaction(force_rollback=True):
-        lines = [r[0] for r in owner.execute(batch_repo.GROUP_READS, params)]
-    owner.execute("SET auto_explain.log_min_duration = -1")
+    lines: list[str] = []
+
+    def read() -> None:
+        with owner.transaction(force_rollback=True):
+            lines.extend(r[0] for r in owner.execute(batch_repo.GROUP_READS, params))
+
+    plans = _logged_plans(owner, read)
     assert sum(line.startswith("b") for line in lines) == 8  # the members' balance rows, locked
     nested = [p for p in plans if "vledger_group_reads" not in p]
     assert len(nested) == 6, plans  # claims, origin, accounts, balances, lots, hot buckets
     for plan in nested:
-        assert "Seq Scan" not in plan, plan
-        for table in ("account", "balance", "lot"):
-            scans = [line for line in plan.splitlines() if f" on {table} " in line]
-            if scans:  # a generic plan ($1: the community), probing by each id
-                assert "(community_id = $1) AND (account_id = " in plan, plan
+        _probes_by_key_generically(plan)
+
+
+@pytest.mark.parametrize("statement", [accounts_repo.ACCOUNT, accounts_repo.ACCOUNTS_BY_ID])
+def test_the_balance_reads_generic_plans_look_each_account_up_by_key(
+    owner: Conn, grown_after_analyze: tuple[CommunityInfo, list[uuid.UUID]], statement: str
+) -> None:
+    """The asyncio read pool (balance reads) plans each statement once per connection; both of its
+    statements' generic plans probe by key."""
+    community, members = grown_after_analyze
+    many = statement is accounts_repo.ACCOUNTS_BY_ID
+    params = {"c": community.community_id, "a": members[:4] if many else members[0]}
+    rows: list[tuple[Any, ...]] = []
+
+    def read() -> None:
+        owner.execute("SET plan_cache_mode = force_generic_plan")
+        try:
+            rows.extend(owner.execute(statement, params, prepare=True).fetchall())
+        finally:
+            owner.execute("RESET plan_cache_mode")
+
+    plans = [p for p in _logged_plans(owner, read) if "plan_cache_mode" not in p]
+    assert sorted(r[0] for r in rows) == sorted(members[:4] if many else members[:1])
+    assert len(plans) == 1, plans
+    _probes_by_key_generically(plans[0])
 
 
 def test_the_group_writes_line_splitter_is_inlined(owner: Conn) -> None:
