@@ -24,8 +24,9 @@ from prometheus_client import Counter, Gauge, Histogram
 POSTINGS = Counter("vledger_postings_total", "Postings written through the HTTP API", ["unit"])
 TRANSFERS = Counter("vledger_transfers_total", "Transfers posted through the HTTP API", ["kind", "outcome"])
 # Job runs are counted by the scheduler (jobs/), which shares this process's registry.
-# Their label children, looked up once each (a lookup costs more than the increment): one per kind
-# and per unit, as many as the metrics themselves hold.
+
+# The two posting counters' label children, looked up once each (a lookup costs more than the
+# increment): one per kind and one per unit, as many as the counters themselves hold.
 _posted_by_kind: dict[str, Any] = {}
 _postings_by_unit: dict[str, Any] = {}
 
