@@ -120,7 +120,11 @@ def _logged_plans(conn: Conn, run: Callable[[], object]) -> list[str]:
     """The plans of the statements ``run`` makes ``conn`` execute, nested ones included, as
     auto_explain logs them."""
     plans: list[str] = []
-    conn.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+
+    def logged(notice: psycopg.errors.Diagnostic) -> None:
+        plans.append(notice.message_primary or "")
+
+    conn.add_notice_handler(logged)
     conn.execute("LOAD 'auto_explain'")
     for setting in ("log_min_duration = 0", "log_nested_statements = on", "log_level = notice"):
         conn.execute(f"SET auto_explain.{setting}")
@@ -128,6 +132,7 @@ def _logged_plans(conn: Conn, run: Callable[[], object]) -> list[str]:
         run()
     finally:
         conn.execute("SET auto_explain.log_min_duration = -1")
+        conn.remove_notice_handler(logged)
     return plans
 
 
