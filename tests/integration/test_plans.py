@@ -198,6 +198,42 @@ def test_the_balance_reads_generic_plans_look_each_account_up_by_key(
     _probes_by_key_generically(plans[0])
 
 
+def test_the_group_writes_balance_rows_are_probed_by_key(
+    owner: Conn, grown_after_analyze: tuple[CommunityInfo, list[uuid.UUID]]
+) -> None:
+    """vledger_write_group updates a group's balance rows with one statement (migration 0017): each
+    row found by its key and updated through its tuple id, never a join over the community's rows,
+    with the statistics blind to the community. Run with nothing else to write, and rolled back."""
+    community, members = grown_after_analyze
+    rows = owner.execute(
+        "SELECT account_id, posted, pending_in, pending_out, version + 1 FROM balance"
+        " WHERE community_id = %s AND account_id = ANY(%s) AND bucket = 0 ORDER BY account_id",
+        (community.community_id, members[:8]),
+    ).fetchall()
+    balances = "".join("\t".join(map(str, r)) + "\n" for r in rows)
+    write = "SELECT first_index FROM vledger_write_group(%s, '', '', '', '', %s, '', '', '')"
+    versions: list[int] = []
+
+    def run() -> None:
+        with owner.transaction(force_rollback=True):
+            owner.execute(write, (community.community_id, balances))
+            versions.extend(
+                r[0]
+                for r in owner.execute(
+                    "SELECT version FROM balance WHERE community_id = %s AND account_id = ANY(%s)"
+                    " AND bucket = 0 ORDER BY account_id",
+                    (community.community_id, members[:8]),
+                )
+            )
+
+    plans = _logged_plans(owner, run)
+    assert versions == [r[4] for r in rows]  # every row written
+    (update,) = [p for p in plans if "UPDATE balance b" in p]
+    assert "Seq Scan" not in update and "Hash" not in update and "Merge" not in update, update
+    assert "Tid Scan on balance b" in update, update
+    _probes_by_key_generically(update)
+
+
 def test_the_group_writes_line_splitter_is_inlined(owner: Conn) -> None:
     """vledger_write_group reads its arguments through vledger_lines: inlined, its body is planned
     with the calling statement (and cached with it) instead of being parsed and planned again on
