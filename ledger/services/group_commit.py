@@ -49,9 +49,8 @@ LINGER_S = 0.005
 @dataclass(slots=True)
 class _Waiter:
     request: TransferRequest
-    # A thread caller blocks on ``done``; an event-loop caller awaits ``woken`` on ``loop`` instead.
+    # A thread caller blocks on ``done``; an event-loop caller awaits ``woken`` (on its loop) instead.
     done: threading.Event | None = None
-    loop: asyncio.AbstractEventLoop | None = None
     woken: asyncio.Future[None] | None = None
     outcome: TransferResult | BaseException | None = None
 
@@ -119,9 +118,8 @@ class GroupCommit:
         worker thread (the writer thread wakes the loop when the group is written)."""
         if request.phase is not Phase.SINGLE:
             return await anyio.to_thread.run_sync(self._ledger.transfer, request)
-        loop = asyncio.get_running_loop()
-        woken: asyncio.Future[None] = loop.create_future()
-        waiter = _Waiter(request, loop=loop, woken=woken)
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(request, woken=woken)
         self._enqueue(waiter)
         await woken
         return _answer(waiter)
@@ -182,8 +180,8 @@ class GroupCommit:
             waiter.outcome = failure if outcomes is None else outcomes[i]
             if waiter.done is not None:
                 waiter.done.set()
-            elif waiter.loop is not None and waiter.woken is not None:
-                loops.setdefault(waiter.loop, []).append(waiter.woken)
+            elif waiter.woken is not None:
+                loops.setdefault(waiter.woken.get_loop(), []).append(waiter.woken)
         for loop, futures in loops.items():
             with contextlib.suppress(RuntimeError):  # the caller's event loop has closed
                 loop.call_soon_threadsafe(_wake_all, futures)

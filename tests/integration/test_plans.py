@@ -40,12 +40,16 @@ STATEMENTS = {
 }
 
 
+def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The plan node and every node below it."""
+    yield node
+    for child in node.get("Plans", []):
+        yield from _nodes(child)
+
+
 def _scans(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Every plan node that reads one of TABLES (a bitmap heap scan with its index scans below)."""
-    if node.get("Relation Name") in TABLES:
-        yield node
-    for child in node.get("Plans", []):
-        yield from _scans(child)
+    return (n for n in _nodes(node) if n.get("Relation Name") in TABLES)
 
 
 def _by_account(node: dict[str, Any]) -> bool:
@@ -250,9 +254,3 @@ def test_the_group_writes_line_splitter_is_inlined(owner: Conn) -> None:
     rows = owner.execute("SELECT * FROM vledger_lines(%s::text)", ("a\tb\n\nc\n",)).fetchall()
     assert rows == [(["a", "b"],), (["c"],)]
     assert owner.execute("SELECT count(*) FROM vledger_lines(NULL)").fetchone() == (0,)
-
-
-def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield node
-    for child in node.get("Plans", []):
-        yield from _nodes(child)
