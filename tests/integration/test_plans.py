@@ -236,21 +236,3 @@ def test_the_group_writes_balance_rows_are_probed_by_key(
     assert "Seq Scan" not in update and "Hash" not in update and "Merge" not in update, update
     assert "Tid Scan on balance b" in update, update
     _probes_by_key_generically(update)
-
-
-def test_the_group_writes_line_splitter_is_inlined(owner: Conn) -> None:
-    """vledger_write_group reads its arguments through vledger_lines: inlined, its body is planned
-    with the calling statement (and cached with it) instead of being parsed and planned again on
-    every call (migration 0016)."""
-    row = owner.execute(
-        "EXPLAIN (FORMAT JSON, VERBOSE) SELECT * FROM vledger_lines(%s::text)", ("a\tb\n",)
-    ).fetchone()
-    assert row is not None
-    plan = row[0] if isinstance(row[0], list) else json.loads(row[0])
-    function_scans = [
-        n.get("Function Name") for n in _nodes(plan[0]["Plan"]) if n["Node Type"] == "Function Scan"
-    ]
-    assert function_scans == ["string_to_table"], json.dumps(plan, indent=1)
-    rows = owner.execute("SELECT * FROM vledger_lines(%s::text)", ("a\tb\n\nc\n",)).fetchall()
-    assert rows == [(["a", "b"],), (["c"],)]
-    assert owner.execute("SELECT count(*) FROM vledger_lines(NULL)").fetchone() == (0,)
