@@ -6,23 +6,12 @@ the function may plan."""
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
 from typing import Any
+
+from tests.unit.migration_steps import executed
 
 write_group = importlib.import_module("ledger.store.migrations.versions.0014_write_group_function")
 statements = importlib.import_module("ledger.store.migrations.versions.0017_group_write_statements")
-
-
-def _executed(module: ModuleType, step: str, monkeypatch: Any) -> list[str]:
-    sent: list[str] = []
-
-    class _Op:
-        def execute(self, sql: str) -> None:
-            sent.append(sql)
-
-    monkeypatch.setattr(module, "op", _Op())
-    getattr(module, step)()
-    return sent
 
 
 def _as_0016_left_it() -> str:
@@ -35,12 +24,12 @@ def _as_0016_left_it() -> str:
 
 
 def test_downgrade_restores_the_function_0014_and_0016_left(monkeypatch: Any) -> None:
-    (sql,) = _executed(statements, "downgrade", monkeypatch)
+    (sql,) = executed(statements, "downgrade", monkeypatch)
     assert sql.strip() == _as_0016_left_it()
 
 
 def test_upgrade_replaces_only_the_per_row_statements(monkeypatch: Any) -> None:
-    (sql,) = _executed(statements, "upgrade", monkeypatch)
+    (sql,) = executed(statements, "upgrade", monkeypatch)
     header = "SET plan_cache_mode = force_generic_plan SET enable_hashjoin = off SET enable_mergejoin = off"
     assert header in sql
     assert "VALUES (c, idx, leaf, prev" not in sql and sql.count("INSERT INTO log_leaf") == 1

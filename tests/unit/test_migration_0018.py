@@ -6,28 +6,17 @@ from __future__ import annotations
 
 import importlib
 import re
-from types import ModuleType
 from typing import Any
+
+from tests.unit.migration_steps import executed
 
 write_group = importlib.import_module("ledger.store.migrations.versions.0014_write_group_function")
 statements = importlib.import_module("ledger.store.migrations.versions.0017_group_write_statements")
 fields = importlib.import_module("ledger.store.migrations.versions.0018_group_write_fields")
 
 
-def _executed(module: ModuleType, step: str, monkeypatch: Any) -> list[str]:
-    sent: list[str] = []
-
-    class _Op:
-        def execute(self, sql: str) -> None:
-            sent.append(sql)
-
-    monkeypatch.setattr(module, "op", _Op())
-    getattr(module, step)()
-    return sent
-
-
 def test_downgrade_restores_what_0017_left(monkeypatch: Any) -> None:
-    lines, function = _executed(fields, "downgrade", monkeypatch)
+    lines, function = executed(fields, "downgrade", monkeypatch)
     assert function == statements.FUNCTION
     text: str = write_group.FUNCTIONS
     start = text.index("CREATE FUNCTION vledger_lines")
@@ -39,7 +28,7 @@ def test_downgrade_restores_what_0017_left(monkeypatch: Any) -> None:
 
 
 def test_upgrade_reads_every_field_by_position_in_its_line(monkeypatch: Any) -> None:
-    function, drop = _executed(fields, "upgrade", monkeypatch)
+    function, drop = executed(fields, "upgrade", monkeypatch)
     assert drop == "DROP FUNCTION vledger_lines(text)"
     assert "vledger_lines" not in function and "string_to_array" not in function
     assert not re.search(r"\b[xf]\[\d+\]", function), "a field read by array subscript"
