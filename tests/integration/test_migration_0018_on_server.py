@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 
 from ledger.store.db import Conn
+from tests.unit.migration_steps import executed
 
 fields = importlib.import_module("ledger.store.migrations.versions.0018_group_write_fields")
 
@@ -20,23 +21,17 @@ def _source(conn: Conn, function: str) -> str | None:
 
 def test_downgrade_then_upgrade_on_the_server(db_url: str, monkeypatch: Any) -> None:
     with psycopg.connect(db_url) as conn:
-
-        class _Op:
-            def execute(self, sql: str) -> None:
-                conn.execute(sql)
-
-        monkeypatch.setattr(fields, "op", _Op())
         try:
             assert _source(conn, "vledger_lines") is None
             assert "split_part(x, E'\\t', 10)" in (_source(conn, "vledger_write_group") or "")
 
-            fields.downgrade()
+            executed(fields, "downgrade", monkeypatch, conn.execute)
             assert "FROM vledger_lines(postings)" in (_source(conn, "vledger_write_group") or "")
             rows = conn.execute("SELECT * FROM vledger_lines(%s::text)", ("a\tb\n\nc\n",)).fetchall()
             assert rows == [(["a", "b"],), (["c"],)]
             assert conn.execute("SELECT count(*) FROM vledger_lines(NULL)").fetchone() == (0,)
 
-            fields.upgrade()
+            executed(fields, "upgrade", monkeypatch, conn.execute)
             assert _source(conn, "vledger_lines") is None
             assert _source(conn, "vledger_write_group") == _source_of(fields.FUNCTION)
         finally:
